@@ -1,0 +1,3 @@
+from verifycli.cli import main
+
+main()

@@ -1,0 +1,264 @@
+"""Plivo callback signatures: sign() for senders, check() for the listener.
+
+The canonical strings and the V3 HMAC come from `plivo.utils`; when a signature does not
+match, check() tries the usual culprits (trailing slash, scheme, port, local address,
+the other account's token) and says which one the sender signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from plivo.utils import validate_signature as _plivo_validate_v2
+from plivo.utils.signature_v3 import construct_get_url, construct_post_url, get_signature_v3
+
+Verdict = Literal["valid", "invalid", "unsigned", "unchecked", "replayed"]
+Scheme = Literal["v3", "ma-v3", "v2", "ma-v2"]
+Params = Mapping[str, "str | Sequence[str]"]
+
+SCHEMES: tuple[Scheme, ...] = ("v3", "ma-v3", "v2", "ma-v2")
+HEADER: dict[Scheme, str] = {
+    "v3": "X-Plivo-Signature-V3",
+    "ma-v3": "X-Plivo-Signature-Ma-V3",
+    "v2": "X-Plivo-Signature-V2",
+    "ma-v2": "X-Plivo-Signature-Ma-V2",
+}
+NONCE_HEADER = {"v3": "X-Plivo-Signature-V3-Nonce", "v2": "X-Plivo-Signature-V2-Nonce"}
+_TOKEN_NAME = {False: "PLIVO_AUTH_TOKEN", True: "PLIVO_MAIN_AUTH_TOKEN"}
+_MAX_SIGNATURES = 64  # a header with more candidates is checked on its first 64 only
+
+
+@dataclass(frozen=True)
+class SignatureResult:
+    """What check() concluded about one request."""
+
+    verdict: Verdict
+    scheme: Scheme | None
+    detail: str
+    nonce: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"verdict": self.verdict, "scheme": self.scheme, "detail": self.detail}
+
+    def replayed(self, earlier_id: int) -> SignatureResult:
+        return SignatureResult(
+            "replayed",
+            self.scheme,
+            f"nonce {self.nonce!r} was already used by event #{earlier_id} with a different "
+            "body: a captured signature is being reused, do not trust this request",
+            self.nonce,
+        )
+
+
+def _plain_params(params: Params) -> dict[str, str | list[str]]:
+    return {k: v if isinstance(v, str) else list(v) for k, v in params.items()}
+
+
+def _v3_digest(method: str, url: str, params: Params, nonce: str, token: str) -> bytes:
+    if method.upper() == "GET":
+        canonical = construct_get_url(url, {})
+    else:
+        canonical = construct_post_url(url, _plain_params(params))
+    digest: bytes = get_signature_v3(token.encode(), canonical.decode(), nonce)
+    return digest
+
+
+def _v2_digest(url: str, nonce: str, token: str) -> bytes:
+    parts = urlsplit(url)
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")) + nonce
+    mac = hmac.new(token.encode(), base.encode(), hashlib.sha256).digest()
+    return base64.b64encode(mac)
+
+
+def sign_v3(method: str, url: str, params: Params, nonce: str, token: str) -> str:
+    """The X-Plivo-Signature-V3 value Plivo would send for this request."""
+    return _v3_digest(method, url, params, nonce, token).decode()
+
+
+def sign_v2(url: str, nonce: str, token: str) -> str:
+    """The X-Plivo-Signature-V2 value Plivo would send for this URL."""
+    return _v2_digest(url, nonce, token).decode()
+
+
+def new_nonce() -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(20))
+
+
+def signed_headers(
+    method: str,
+    url: str,
+    params: Params,
+    token: str | None,
+    main_token: str | None = None,
+    schemes: Sequence[str] = ("v3", "v2"),
+) -> dict[str, str]:
+    """Signature headers for a request, as Plivo sends them (Ma- variants with a main token)."""
+    headers: dict[str, str] = {}
+    for family in ("v3", "v2"):
+        if family not in schemes:
+            continue
+        nonce = new_nonce()
+        headers[NONCE_HEADER[family]] = nonce
+        for is_main, tok in ((False, token), (True, main_token)):
+            if not tok:
+                continue
+            scheme: Scheme = ("ma-" + family if is_main else family)  # type: ignore[assignment]
+            value = sign_v3(method, url, params, nonce, tok) if family == "v3" else None
+            headers[HEADER[scheme]] = value or sign_v2(url, nonce, tok)
+    return headers
+
+
+def _matches(
+    scheme: Scheme, method: str, url: str, params: Params, nonce: str, token: str, sent: list[bytes]
+) -> bool:
+    if scheme in ("v3", "ma-v3"):
+        expected = _v3_digest(method, url, params, nonce, token)
+        return any(hmac.compare_digest(expected, s) for s in sent)
+    # V2 goes through the SDK's own validator: it is the reference users compare against.
+    return any(_plivo_validate_v2(url, nonce, s.decode("latin-1"), token) for s in sent)
+
+
+def _toggle_slash(url: str) -> tuple[str, str]:
+    p = urlsplit(url)
+    if p.path.endswith("/") and len(p.path) > 1:
+        return urlunsplit(p._replace(path=p.path[:-1])), "without the trailing slash"
+    return urlunsplit(p._replace(path=p.path + "/")), "with a trailing slash"
+
+
+def _swap_scheme(url: str) -> tuple[str, str]:
+    p = urlsplit(url)
+    other = "http" if p.scheme == "https" else "https"
+    return urlunsplit(p._replace(scheme=other)), f"with {other}:// instead of {p.scheme}://"
+
+
+def _toggle_port(url: str) -> tuple[str, str] | None:
+    p = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(p.scheme)
+    if default is None or p.hostname is None:
+        return None
+    host = p.hostname if ":" not in p.hostname else f"[{p.hostname}]"
+    if p.port is None:
+        return urlunsplit(p._replace(netloc=f"{host}:{default}")), f"with the port :{default}"
+    if p.port == default:
+        return urlunsplit(p._replace(netloc=host)), f"without the port :{default}"
+    return None
+
+
+def _url_variants(url: str, local_url: str | None) -> list[tuple[str, str]]:
+    variants = [_toggle_slash(url), _swap_scheme(url)]
+    port = _toggle_port(url)
+    if port:
+        variants.append(port)
+    if local_url and local_url != url:
+        variants.append((local_url, "for the local address instead of the public URL"))
+    return variants
+
+
+class Checker:
+    """Checks requests against the configured tokens; build once, call per request."""
+
+    def __init__(self, auth_token: str | None, main_token: str | None = None) -> None:
+        self._tokens: dict[bool, str | None] = {False: auth_token, True: main_token}
+
+    def check(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        params: Params,
+        local_url: str | None = None,
+    ) -> SignatureResult:
+        """Verdict for one request. `headers` must look names up case-insensitively."""
+        for family in ("v3", "v2"):
+            present = [s for s in SCHEMES if s.endswith(family) and headers.get(HEADER[s])]
+            if present:
+                return self._check_family(family, present, method, url, headers, params, local_url)
+        return SignatureResult(
+            "unsigned", None, "no X-Plivo-Signature headers: this request was not signed by Plivo"
+        )
+
+    def _check_family(
+        self,
+        family: str,
+        present: list[Scheme],
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        params: Params,
+        local_url: str | None,
+    ) -> SignatureResult:
+        nonce = headers.get(NONCE_HEADER[family], "")
+        first = present[0]
+        if not nonce:
+            return SignatureResult(
+                "invalid", first, f"{HEADER[first]} is present but {NONCE_HEADER[family]} is empty"
+            )
+        checkable = [s for s in present if self._tokens[s.startswith("ma-")]]
+        if not checkable:
+            missing = _TOKEN_NAME[first.startswith("ma-")]
+            return SignatureResult(
+                "unchecked", first, f"signed ({first}) but {missing} is not set: set it to check",
+                nonce,
+            )
+        sent_by_scheme = {s: _split(headers[HEADER[s]]) for s in checkable}
+        for scheme in checkable:
+            token = self._tokens[scheme.startswith("ma-")]
+            assert token is not None
+            if _matches(scheme, method, url, params, nonce, token, sent_by_scheme[scheme]):
+                name = _TOKEN_NAME[scheme.startswith("ma-")]
+                return SignatureResult("valid", scheme, f"{scheme} matches {name}", nonce)
+        scheme = checkable[0]
+        why = self._diagnose(scheme, headers, method, url, params, nonce, local_url)
+        return SignatureResult("invalid", scheme, why, nonce)
+
+    def _diagnose(
+        self,
+        scheme: Scheme,
+        headers: Mapping[str, str],
+        method: str,
+        url: str,
+        params: Params,
+        nonce: str,
+        local_url: str | None,
+    ) -> str:
+        is_main = scheme.startswith("ma-")
+        token = self._tokens[is_main]
+        other = self._tokens[not is_main]
+        assert token is not None
+        sent = _split(headers[HEADER[scheme]])
+        twin: Scheme = scheme[3:] if is_main else "ma-" + scheme  # type: ignore[assignment]
+        twin_sent = _split(headers.get(HEADER[twin], ""))
+        if twin_sent and _matches(twin, method, url, params, nonce, token, twin_sent):
+            return (
+                f"{_TOKEN_NAME[is_main]} matches {HEADER[twin]}, not {HEADER[scheme]}: it is the "
+                f"{'subaccount' if is_main else 'main account'}'s token, set it as "
+                f"{_TOKEN_NAME[not is_main]} instead"
+            )
+        for variant, how in _url_variants(url, local_url):
+            if _matches(scheme, method, variant, params, nonce, token, sent):
+                return f"signed for {variant} ({how}), not {url}: give Plivo the exact URL"
+        if other and _matches(scheme, method, url, params, nonce, other, sent):
+            return (
+                f"signed with {_TOKEN_NAME[not is_main]}, not {_TOKEN_NAME[is_main]}: "
+                "the request came from the other account"
+            )
+        if scheme.endswith("v3"):
+            flipped = "POST" if method.upper() == "GET" else "GET"
+            if _matches(scheme, flipped, url, params, nonce, token, sent):
+                return f"signed as a {flipped} request but received as {method.upper()}"
+        return (
+            f"{scheme} does not match {_TOKEN_NAME[is_main]} for {url}: wrong token, "
+            "or the URL or body changed on the way"
+        )
+
+
+def _split(value: str) -> list[bytes]:
+    parts = [p.strip() for p in value.split(",", _MAX_SIGNATURES)[:_MAX_SIGNATURES]]
+    return [p.encode("utf-8", "replace") for p in parts if p]
