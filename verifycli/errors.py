@@ -1,13 +1,13 @@
 """Errors raised by verifycli's core, and the exit codes the CLI turns them into.
 
-    VerifyCliError                 every error a user can meet; carries an exit code
-    ├── ConfigError                usage or configuration (exit 2)
-    │   ├── StoreError             the store file cannot be used as a verifycli store
-    │   └── EventNotFound          no stored event has that id
-    ├── FlowFailed                 the OTP flow ended badly (exit 1)
-    ├── PlivoApiError              the Plivo API refused or failed (exit 3)
-    └── TunnelError                no public tunnel (exit 4)
-    StoreWriteError                a callback could not be put on disk (answered 503)
+VerifyCliError                 every error a user can meet; carries an exit code
+├── ConfigError                usage or configuration (exit 2)
+│   ├── StoreError             the store file cannot be used as a verifycli store
+│   └── EventNotFound          no stored event has that id
+├── FlowFailed                 the OTP flow ended badly (exit 1)
+├── PlivoApiError              the Plivo API refused or failed (exit 3)
+└── TunnelError                no public tunnel (exit 4)
+StoreWriteError                a callback could not be put on disk (answered 503)
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def signed_headers(
         for is_main, tok in ((False, token), (True, main_token)):
             if not tok:
                 continue
-            scheme: Scheme = ("ma-" + family if is_main else family)  # type: ignore[assignment]
+            scheme: Scheme = "ma-" + family if is_main else family  # type: ignore[assignment]
             value = sign_v3(method, url, params, nonce, tok) if family == "v3" else None
             headers[HEADER[scheme]] = value or sign_v2(url, nonce, tok)
     return headers
@@ -204,7 +204,9 @@ class Checker:
         if not checkable:
             missing = _TOKEN_NAME[first.startswith("ma-")]
             return SignatureResult(
-                "unchecked", first, f"signed ({first}) but {missing} is not set: set it to check",
+                "unchecked",
+                first,
+                f"signed ({first}) but {missing} is not set: set it to check",
                 nonce,
             )
         sent_by_scheme = {s: _split(headers[HEADER[s]]) for s in checkable}

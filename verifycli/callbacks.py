@@ -1,0 +1,227 @@
+"""CallbackEvent: one captured request and the Plivo fields read from it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+from urllib.parse import parse_qsl
+
+from verifycli.signature import SignatureResult
+
+# Record field -> Plivo callback parameter.
+PLIVO_FIELDS: dict[str, str] = {
+    "session_uuid": "SessionUUID",
+    "attempt_uuid": "AttemptUUID",
+    "attempt_sequence": "AttemptSequence",
+    "channel": "Channel",
+    "channel_status": "ChannelStatus",
+    "session_status": "SessionStatus",
+    "channel_error_code": "ChannelErrorCode",
+    "recipient": "Recipient",
+    "request_time": "RequestTime",
+}
+
+# Order of the keys in every event record; users script against these names.
+RECORD_KEYS: tuple[str, ...] = (
+    "id",
+    "received_at",
+    "method",
+    "url",
+    "path",
+    "query",
+    "headers",
+    "content_type",
+    "body",
+    "body_encoding",
+    "fields",
+    "parse_error",
+    *PLIVO_FIELDS,
+    "signature",
+    "retry_of",
+    "response_status",
+    "forward",
+)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass
+class Parsed:
+    """Parameters read from a request: `params` keeps repeats (for signing), `fields` does not."""
+
+    params: dict[str, str | list[str]]
+    fields: dict[str, str]
+    error: str | None = None
+
+
+def _collect(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
+    params: dict[str, str | list[str]] = {}
+    for key, value in pairs:
+        have = params.get(key)
+        if have is None:
+            params[key] = value
+        elif isinstance(have, list):
+            have.append(value)
+        else:
+            params[key] = [have, value]
+    return params
+
+
+def _first(params: Mapping[str, str | list[str]]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else v[0] for k, v in params.items()}
+
+
+def _multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        raise ValueError("multipart body without a usable boundary")
+    pairs = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename()
+        value = (
+            f"<file {filename}, {len(data)} bytes>" if filename else data.decode("utf-8", "replace")
+        )
+        pairs.append((name, value))
+    return pairs
+
+
+def _json_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def parse_params(method: str, content_type: str, body: bytes, query: str) -> Parsed:
+    """Read the parameters a sender put in the body (form, multipart, JSON) or the query."""
+    query_pairs = parse_qsl(query, keep_blank_values=True, errors="replace")
+    body_params: dict[str, str | list[str]] = {}
+    error = None
+    mime = content_type.split(";", 1)[0].strip().lower()
+    try:
+        if mime == "application/x-www-form-urlencoded" or (not mime and b"=" in body):
+            text = body.decode("utf-8", "replace")
+            body_params = _collect(parse_qsl(text, keep_blank_values=True, errors="replace"))
+        elif mime.startswith("multipart/"):
+            body_params = _collect(_multipart(content_type, body))
+        elif mime == "application/json" or mime.endswith("+json"):
+            loaded = json.loads(body.decode("utf-8")) if body.strip() else {}
+            if not isinstance(loaded, dict):
+                error = f"JSON body is a {type(loaded).__name__}, not an object"
+            else:
+                body_params = {str(k): _json_value(v) for k, v in loaded.items()}
+    except (ValueError, RecursionError) as exc:
+        error = f"body could not be parsed as {mime or 'a form'}: {str(exc)[:120]}"
+    # GET callbacks carry their parameters in the query; POST ones sign only the body.
+    params = _collect(query_pairs) if method.upper() == "GET" else body_params
+    fields = _first(_collect(query_pairs))
+    fields.update(_first(body_params))
+    return Parsed(params=params, fields=fields, error=error)
+
+
+def encode_body(body: bytes) -> tuple[str, str]:
+    try:
+        return body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), "base64"
+
+
+def decode_body(text: str, encoding: str) -> bytes:
+    return base64.b64decode(text) if encoding == "base64" else text.encode("utf-8")
+
+
+@dataclass
+class CallbackEvent:
+    """One received request, as stored and shown."""
+
+    method: str
+    url: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    content_type: str
+    body: str
+    body_encoding: str
+    fields: dict[str, str]
+    signature: SignatureResult
+    received_at: str = field(default_factory=utc_now)
+    parse_error: str | None = None
+    id: int | None = None
+    retry_of: int | None = None
+    response_status: int | None = None
+    forward: dict[str, Any] | None = None
+    body_sha256: str | None = None
+
+    def plivo(self, name: str) -> str | None:
+        """A Plivo field by record name (`channel_status`), or None when absent."""
+        return self.fields.get(PLIVO_FIELDS[name])
+
+    @property
+    def retry_key(self) -> tuple[str, str, str] | None:
+        attempt = self.fields.get("AttemptUUID")
+        if not attempt:
+            return None
+        return (attempt, self.fields.get("ChannelStatus", ""), self.fields.get("SessionStatus", ""))
+
+    def to_record(self) -> dict[str, Any]:
+        """The stable record shape of DESIGN.md, keys in RECORD_KEYS order."""
+        record: dict[str, Any] = {
+            "id": self.id,
+            "received_at": self.received_at,
+            "method": self.method,
+            "url": self.url,
+            "path": self.path,
+            "query": self.query,
+            "headers": self.headers,
+            "content_type": self.content_type,
+            "body": self.body,
+            "body_encoding": self.body_encoding,
+            "fields": self.fields,
+            "parse_error": self.parse_error,
+        }
+        for name, plivo_name in PLIVO_FIELDS.items():
+            record[name] = self.fields.get(plivo_name)
+        record["signature"] = self.signature.to_dict()
+        record["retry_of"] = self.retry_of
+        record["response_status"] = self.response_status
+        record["forward"] = self.forward
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> CallbackEvent:
+        sig = record.get("signature") or {}
+        return cls(
+            id=record.get("id"),
+            received_at=record["received_at"],
+            method=record["method"],
+            url=record["url"],
+            path=record["path"],
+            query=record["query"],
+            headers=dict(record["headers"]),
+            content_type=record["content_type"],
+            body=record["body"],
+            body_encoding=record["body_encoding"],
+            fields=dict(record["fields"]),
+            parse_error=record.get("parse_error"),
+            signature=SignatureResult(
+                sig.get("verdict", "unchecked"), sig.get("scheme"), sig.get("detail", "")
+            ),
+            retry_of=record.get("retry_of"),
+            response_status=record.get("response_status"),
+            forward=record.get("forward"),
+        )
+
+    def raw_body(self) -> bytes:
+        return decode_body(self.body, self.body_encoding)

@@ -1,0 +1,262 @@
+"""The command line: read options, build objects, call one core function, map errors to exits."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+
+import typer
+
+from verifycli import __version__
+from verifycli.errors import ConfigError, ExitCode, VerifyCliError
+
+if TYPE_CHECKING:
+    from verifycli.config import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="verifycli",
+    help="Watch, check and keep Plivo Verify status callbacks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+)
+events_app = typer.Typer(help="Stored callbacks: list them, or show one whole.")
+app.add_typer(events_app, name="events")
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"verifycli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    """Watch, check and keep Plivo Verify status callbacks."""
+    _state["debug"] = debug
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    from verifycli.ui import print_error
+
+    print_error(message)
+    raise typer.Exit(code)
+
+
+def run(action: Callable[[], T]) -> T:
+    """Run a command's core; turn our errors into one line and an exit code."""
+    try:
+        return action()
+    except VerifyCliError as exc:
+        if _state["debug"]:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", ExitCode.INTERRUPTED)
+    except OSError as exc:
+        if _state["debug"]:
+            raise
+        _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", ExitCode.USAGE)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if _state["debug"]:
+            raise
+        _fail(
+            f"unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback)",
+            ExitCode.FLOW_FAILED,
+        )
+
+
+# Options shared by several commands.
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        help="SQLite file of captured callbacks [env: VERIFYCLI_STORE; default: user data dir].",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="One event record per line on stdout, nothing else there.")
+]
+SessionOpt = Annotated[
+    str | None, typer.Option("--session", help="Only this Verify session (SessionUUID).")
+]
+SinceOpt = Annotated[
+    str | None, typer.Option("--since", help="Only events received at or after this ISO time.")
+]
+HostOpt = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+PortOpt = Annotated[int, typer.Option("--port", help="Port to listen on; 0 picks a free one.")]
+PublicUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--public-url", help="Public URL of a tunnel you run (cloudflared, ssh -R); no ngrok."
+    ),
+]
+NoTunnelOpt = Annotated[
+    bool, typer.Option("--no-tunnel", help="No tunnel: senders call http://HOST:PORT.")
+]
+RespondOpt = Annotated[
+    int, typer.Option("--respond-status", help="Status to answer callbacks with.")
+]
+FailRateOpt = Annotated[
+    float,
+    typer.Option(
+        "--fail-rate", help="Answer 500 to this share (0..1) of callbacks, to see retries."
+    ),
+]
+RejectOpt = Annotated[
+    bool,
+    typer.Option(
+        "--reject-invalid", help="Answer 403 to invalid or replayed signatures (still stored)."
+    ),
+]
+MaxBodyOpt = Annotated[
+    int, typer.Option("--max-body", help="Largest body accepted, in bytes; larger gets 413.")
+]
+ForwardOpt = Annotated[
+    str | None,
+    typer.Option("--forward-to", help="Also send every callback to this URL (your app)."),
+]
+AnswerFromForwardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--answer-from-forward", help="Answer Plivo with your app's status instead of our own."
+    ),
+]
+
+
+@app.command()
+def listen(
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8080,
+    public_url: PublicUrlOpt = None,
+    no_tunnel: NoTunnelOpt = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    respond_status: RespondOpt = 200,
+    fail_rate: FailRateOpt = 0.0,
+    reject_invalid: RejectOpt = False,
+    max_body: MaxBodyOpt = 1024 * 1024,
+    session: SessionOpt = None,
+    forward_to: ForwardOpt = None,
+    answer_from_forward: AnswerFromForwardOpt = False,
+) -> None:
+    """Catch every callback sent to a local listener (through a tunnel), check and store it."""
+
+    def action() -> ExitCode:
+        from verifycli.config import load_settings
+        from verifycli.flows import Running, Where, run_listen
+        from verifycli.listener import ListenOptions, Sink
+        from verifycli.tunnel import check_public_url
+        from verifycli.ui import Header, JsonLines, LiveView, human_console
+
+        settings = load_settings().with_store(store)
+        options = ListenOptions(
+            host=host,
+            port=port,
+            respond_status=respond_status,
+            fail_rate=fail_rate,
+            reject_invalid=reject_invalid,
+            max_body=max_body,
+            forward_to=forward_to,
+            answer_from_forward=answer_from_forward,
+        )
+        where = Where(
+            public_url=check_public_url(public_url) if public_url else None, no_tunnel=no_tunnel
+        )
+        console = human_console(json_out)
+        header = Header(store_path=str(settings.store_path))
+        view = LiveView(console, header, session_filter=session)
+        sinks: list[Sink] = [view]
+        if json_out:
+            sinks.append(JsonLines(session_filter=session))
+
+        def ready(running: Running) -> None:
+            stats = running.listener.stats
+            header.local_url = running.listener.local_url
+            header.public_url = running.public_url if running.tunnel_kind != "none" else None
+            if not settings.auth_token:
+                header.note = "PLIVO_AUTH_TOKEN is not set: signatures are not checked"
+            header.counts = lambda: {
+                "received": stats.received,
+                "valid": stats.valid,
+                "invalid": stats.invalid,
+                "retries": stats.retries,
+                "write errors": stats.write_errors,
+            }
+            view.start()
+
+        try:
+            return asyncio.run(run_listen(settings, options, where, sinks, on_ready=ready))
+        finally:
+            view.stop()
+
+    raise typer.Exit(run(action))
+
+
+@app.command()
+def export(
+    store: StoreOpt = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="json (one array), jsonl or csv.")
+    ] = "json",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write; default stdout.")
+    ] = None,
+    session: SessionOpt = None,
+    since: SinceOpt = None,
+) -> None:
+    """Write stored callbacks as JSON, JSON Lines or CSV, streaming."""
+
+    def action() -> None:
+        from verifycli import export as exporter
+        from verifycli.store import Filters, StoreReader
+
+        if fmt not in exporter.FORMATS:
+            raise ConfigError(f"--format must be one of json, jsonl, csv, not {fmt!r}")
+        settings = load_settings_for(store)
+        reader = StoreReader(settings.store_path)
+        filters = Filters(session=session, since=exporter.parse_since(since) if since else None)
+        lines = reader.iter_json(filters)
+        if output is None:
+            exporter.write(lines, fmt, sys.stdout)
+            return
+        try:
+            stream = output.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {output}: {exc.strerror}") from None
+        with stream:
+            count = exporter.write(lines, fmt, stream)
+        from verifycli.ui import print_note
+
+        print_note(f"wrote {count} events to {output}")
+
+    run(action)
+
+
+def load_settings_for(store: Path | None) -> Settings:
+    from verifycli.config import load_settings
+
+    return load_settings().with_store(store)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(ExitCode.INTERRUPTED)

@@ -1,0 +1,107 @@
+"""Writers for stored events: JSON (one array), JSON Lines and CSV, all streaming."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from typing import IO, Any, Literal
+
+from verifycli.callbacks import PLIVO_FIELDS
+from verifycli.errors import ConfigError
+
+Format = Literal["json", "jsonl", "csv"]
+FORMATS: tuple[Format, ...] = ("json", "jsonl", "csv")
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "id",
+    "received_at",
+    "method",
+    "url",
+    "path",
+    "query",
+    "content_type",
+    "body",
+    "body_encoding",
+    "parse_error",
+    *PLIVO_FIELDS,
+    "signature_verdict",
+    "signature_scheme",
+    "signature_detail",
+    "retry_of",
+    "response_status",
+    "forward_url",
+    "forward_status",
+    "forward_error",
+    "other_fields",
+)
+_KNOWN = frozenset(PLIVO_FIELDS.values())
+
+
+def parse_since(value: str) -> str:
+    """An ISO 8601 time (a date, or a time with or without an offset; local when none) in the
+    store's form: UTC with microseconds."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--since needs an ISO 8601 time like 2026-11-28T09:30 or 2026-11-28T09:30:00Z, "
+            f"not {value!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def csv_row(record: dict[str, Any]) -> list[Any]:
+    sig = record.get("signature") or {}
+    fwd = record.get("forward") or {}
+    others = {k: v for k, v in record["fields"].items() if k not in _KNOWN}
+    row: list[Any] = [record.get(name) for name in CSV_COLUMNS[:-10]]
+    row += [sig.get("verdict"), sig.get("scheme"), sig.get("detail")]
+    row += [record.get("retry_of"), record.get("response_status")]
+    row += [fwd.get("url"), fwd.get("status"), fwd.get("error")]
+    row.append(json.dumps(others, ensure_ascii=False) if others else "")
+    return ["" if value is None else value for value in row]
+
+
+def _chunks(lines: Iterable[str], size: int = 256) -> Iterator[str]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= size:
+            yield "".join(batch)
+            batch.clear()
+    if batch:
+        yield "".join(batch)
+
+
+def write(json_lines: Iterable[str], fmt: Format, out: IO[str]) -> int:
+    """Write records given as JSON text to `out`; returns how many were written."""
+    count = 0
+
+    def framed(first: str, between: str, after: str) -> Iterator[str]:
+        nonlocal count
+        for line in json_lines:
+            yield (between if count else first) + line + after
+            count += 1
+
+    if fmt == "jsonl":
+        for chunk in _chunks(framed("", "", "\n")):
+            out.write(chunk)
+    elif fmt == "json":
+        out.write("[")
+        for chunk in _chunks(framed("\n", ",\n", "")):
+            out.write(chunk)
+        out.write("\n]\n" if count else "]\n")
+    else:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for line in json_lines:
+            writer.writerow(csv_row(json.loads(line)))
+            count += 1
+    return count

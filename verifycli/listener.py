@@ -1,0 +1,252 @@
+"""The aiohttp listener: capture → check → store → answer → publish, for every request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from verifycli.callbacks import CallbackEvent, encode_body, parse_params
+from verifycli.errors import ConfigError, StoreWriteError
+from verifycli.relay import Forwarder
+from verifycli.signature import Checker, SignatureResult
+from verifycli.store import EventStore
+
+HEALTH_PATH = "/_verifycli/health"
+DEFAULT_MAX_BODY = 1024 * 1024
+FORWARD_TIMEOUT = 10.0
+
+
+class Sink(Protocol):
+    """Where captured events are shown: the live table, NDJSON on stdout, a test."""
+
+    def event(self, event: CallbackEvent) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+
+@dataclass
+class Stats:
+    """Counts shown in the header panel."""
+
+    received: int = 0
+    valid: int = 0
+    invalid: int = 0
+    retries: int = 0
+    write_errors: int = 0
+
+    def count(self, event: CallbackEvent) -> None:
+        self.received += 1
+        verdict = event.signature.verdict
+        if verdict == "valid":
+            self.valid += 1
+        elif verdict in ("invalid", "replayed"):
+            self.invalid += 1
+        if event.retry_of is not None:
+            self.retries += 1
+
+
+@dataclass
+class ListenOptions:
+    """How the listener answers; the flags of `listen`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    respond_status: int = 200
+    fail_rate: float = 0.0
+    reject_invalid: bool = False
+    max_body: int = DEFAULT_MAX_BODY
+    forward_to: str | None = None
+    answer_from_forward: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fail_rate <= 1.0:
+            raise ConfigError(f"--fail-rate must be between 0 and 1, not {self.fail_rate}")
+        if not 100 <= self.respond_status <= 599:
+            raise ConfigError(
+                f"--respond-status must be an HTTP status (100-599), not {self.respond_status}"
+            )
+        if self.max_body < 1:
+            raise ConfigError("--max-body must be at least 1 byte")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be 0-65535, not {self.port}")
+        if self.answer_from_forward and not self.forward_to:
+            raise ConfigError("--answer-from-forward needs --forward-to URL")
+
+
+@dataclass
+class Listener:
+    """Serves one store on one address; the public URL is what signatures are checked against."""
+
+    store: EventStore
+    checker: Checker
+    options: ListenOptions = field(default_factory=ListenOptions)
+    sinks: list[Sink] = field(default_factory=list)
+    public_url: str | None = None
+    stats: Stats = field(default_factory=Stats)
+    rng: Callable[[], float] = random.random
+    _runner: web.AppRunner | None = None
+    _local_base: str = ""
+    _forwarder: Forwarder | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.options.max_body)
+        app.router.add_get(HEALTH_PATH, self._health)
+        app.router.add_route("*", "/{tail:.*}", self._capture)
+        return app
+
+    async def start(self) -> str:
+        """Bind and serve; returns the local base URL (the real port when 0 was asked)."""
+        # A store write past RLIMIT_FSIZE must fail with EFBIG (answered 503), not kill us.
+        if hasattr(signal, "SIGXFSZ"):
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        runner = web.AppRunner(
+            self.app(), access_log=None, handle_signals=False, shutdown_timeout=5
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.options.host, self.options.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(
+                f"cannot listen on {self.options.host}:{self.options.port}: {exc.strerror}; "
+                "pick another --port (0 chooses a free one)"
+            ) from None
+        self._runner = runner
+        addresses = runner.addresses
+        port = addresses[0][1] if addresses else self.options.port
+        host = self.options.host
+        host = f"[{host}]" if ":" in host else host
+        self._local_base = f"http://{host}:{port}"
+        if self.options.forward_to:
+            self._forwarder = Forwarder(self.options.forward_to or "", FORWARD_TIMEOUT)
+        return self._local_base
+
+    @property
+    def local_url(self) -> str:
+        return self._local_base
+
+    @property
+    def base_url(self) -> str:
+        """The URL senders call: the public one when a tunnel is open, else the local one."""
+        return (self.public_url or self._local_base).rstrip("/")
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight callbacks finish, and wait for pending forwards."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._forwarder is not None:
+            await self._forwarder.close()
+            self._forwarder = None
+
+    # -- handlers ------------------------------------------------------------------------
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "received": self.stats.received})
+
+    def _policy(self, event: CallbackEvent) -> int:
+        if self.options.reject_invalid and event.signature.verdict in ("invalid", "replayed"):
+            return 403
+        if self.options.fail_rate and self.rng() < self.options.fail_rate:
+            return 500
+        return self.options.respond_status
+
+    async def _capture(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.read()
+        except HttpProcessingError as exc:
+            raise web.HTTPBadRequest(text=f"unreadable request body: {exc.message}\n") from None
+        event = self.capture(request, body)
+        try:
+            event = await self.store.append(event, self._policy)
+        except StoreWriteError as exc:
+            self.stats.write_errors += 1
+            self._warn(f"could not store a callback ({exc}); answered 503 so Plivo retries")
+            return web.Response(status=503, text="verifycli could not store this callback\n")
+        self.stats.count(event)
+        status = event.response_status or 200
+        if self._forwarder is not None:
+            forwarding = self._forward(event)
+            if self.options.answer_from_forward:
+                await forwarding
+                status = event.response_status or 502
+            else:
+                task = asyncio.get_running_loop().create_task(forwarding)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        else:
+            self._publish(event)
+        if status in (204, 304) or status < 200:
+            return web.Response(status=status)
+        return web.Response(status=status, text=f"verifycli stored event #{event.id}\n")
+
+    def capture(self, request: web.Request, body: bytes) -> CallbackEvent:
+        """Build the event for one request: public URL, headers, body, fields, signature."""
+        raw = request.raw_path
+        path, _, query = raw.partition("?")
+        url = self.base_url + raw
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        content_type = request.headers.get("Content-Type", "")
+        text, encoding = encode_body(body)
+        parsed = parse_params(request.method, content_type, body, query)
+        local = self._local_base + raw if self.public_url else None
+        try:
+            signature = self.checker.check(
+                request.method, url, request.headers, parsed.params, local
+            )
+        except (ValueError, TypeError, UnicodeError) as exc:
+            signature = SignatureResult("invalid", None, f"signature could not be checked: {exc}")
+        return CallbackEvent(
+            method=request.method,
+            url=url,
+            path=path,
+            query=query,
+            headers=headers,
+            content_type=content_type,
+            body=text,
+            body_encoding=encoding,
+            fields=parsed.fields,
+            parse_error=parsed.error,
+            signature=signature,
+        )
+
+    async def _forward(self, event: CallbackEvent) -> None:
+        forwarder = self._forwarder
+        assert forwarder is not None and event.id is not None
+        result = await forwarder.send(event)
+        event.forward = result
+        status = None
+        if self.options.answer_from_forward:
+            forwarded = result.get("status")
+            status = forwarded if isinstance(forwarded, int) else 502
+            event.response_status = status
+        try:
+            await self.store.set_forward(event.id, result, status)
+        except StoreWriteError as exc:
+            self._warn(f"could not record the forward of event #{event.id}: {exc}")
+        self._publish(event)
+
+    def _publish(self, event: CallbackEvent) -> None:
+        for sink in self.sinks:
+            sink.event(event)
+
+    def _warn(self, message: str) -> None:
+        for sink in self.sinks:
+            sink.warn(message)

@@ -1,0 +1,574 @@
+"""An offline Plivo: a local Verify API that sends signed status callbacks on Plivo's schedule.
+
+It answers the three calls the plivo SDK makes (create, validate, get session), then plays a
+delivery scenario against the session's callback `url`: Plivo's fields, every signature
+scheme, retries at 60, 120 and 240 s after a non-200 answer. `time_factor` scales every
+wait so tests run a whole flow in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import re
+import secrets
+import uuid
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit
+
+import phonenumbers
+from aiohttp import BasicAuth, ClientError, ClientSession, ClientTimeout, web
+from yarl import URL
+
+from verifycli import __version__
+from verifycli.signature import signed_headers
+
+Scenario = Literal["delivered", "undelivered", "failed", "no-answer", "expired", "retries"]
+SCENARIOS: tuple[Scenario, ...] = (
+    "delivered",
+    "undelivered",
+    "failed",
+    "no-answer",
+    "expired",
+    "retries",
+)
+
+DEMO_AUTH_ID = "MADEMOSIMULATOR00000"
+DEMO_AUTH_TOKEN = "demo-simulator-token-not-a-secret"
+DEMO_APP_UUID = "00000000-0000-4000-8000-00000000d3e0"
+DEMO_RECIPIENT = "+14155550100"
+
+STEP_SECONDS = 1.0  # between two channel statuses, before time_factor
+RETRY_DELAYS = (60.0, 120.0, 240.0)  # each after the previous attempt, as Plivo documents
+MAX_VALIDATIONS = 10  # Plivo refuses further validations of a session after 10 wrong codes
+
+# (ChannelStatus, ChannelErrorCode) steps. Codes are Plivo's: SMS 80 "destination temporarily
+# unavailable", 50 "invalid destination number"; voice hangup causes 2010 "destination out
+# of service", 3020 "no answer".
+_Step = tuple[str, str]
+_FLOWS: dict[tuple[str, str], tuple[_Step, ...]] = {
+    ("sms", "delivered"): (("queued", ""), ("sent", ""), ("delivered", "")),
+    ("sms", "undelivered"): (("queued", ""), ("sent", ""), ("undelivered", "80")),
+    ("sms", "failed"): (("queued", ""), ("failed", "50")),
+    ("voice", "delivered"): (("ringing", ""), ("in-progress", ""), ("completed", "")),
+    ("voice", "no-answer"): (("ringing", ""), ("no-answer", "3020")),
+    ("voice", "failed"): (("failed", "2010"),),
+}
+# A scenario that has no meaning on a channel plays that channel's nearest failure.
+_OUTCOME: dict[tuple[str, Scenario], str] = {
+    ("sms", "no-answer"): "undelivered",
+    ("voice", "undelivered"): "no-answer",
+    ("sms", "expired"): "delivered",
+    ("voice", "expired"): "delivered",
+    ("sms", "retries"): "delivered",
+    ("voice", "retries"): "delivered",
+}
+_HEARD = {"delivered", "in-progress"}  # the phone has the code once this status is reached
+_FAILED = {"undelivered", "failed", "no-answer"}
+_CHARGE = {"sms": "0.00550", "voice": "0.01100"}
+
+_E164 = re.compile(r"^\+?[1-9]\d{6,14}$")
+_LOCALE = re.compile(r"^[a-z]{2}(?:[_-][A-Za-z]{2})?$")
+_DEFAULT_ERRORS = {
+    400: "a parameter is missing or is invalid",
+    401: "authentication credentials invalid: check your auth_id and auth_token",
+    404: "not found",
+    429: "too many requests",
+    500: "internal server error",
+}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One attempt to deliver one callback, as the simulator saw it."""
+
+    session_uuid: str
+    method: str
+    url: str  # exactly what was requested: for GET, with the fields in the query
+    fields: dict[str, str]
+    headers: dict[str, str]
+    attempt: int  # 0 for the first delivery, 1-3 for Plivo's retries
+    status: int | None  # the receiver's answer; None when the request failed
+    error: str | None
+    sent_at: float  # event-loop time, to check retry spacing
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+@dataclass
+class _Fault:
+    status: int | None
+    error: str | None
+    hang: float
+
+
+@dataclass
+class _Session:
+    uuid: str
+    app_uuid: str
+    recipient: str
+    channel: str
+    url: str | None
+    method: str
+    locale: str
+    brand_name: str | None
+    code: str
+    requestor_ip: str
+    created_at: datetime
+    attempt_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    status: str = "in-progress"
+    channel_status: str = ""
+    error_code: str = ""
+    updated_at: datetime | None = None
+    wrong_codes: int = 0
+    settled: bool = False  # no callback will be started unless something else happens
+    failure: BaseException | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _refusal(cls: type[web.HTTPException], message: str) -> web.HTTPException:
+    body = json.dumps({"api_id": str(uuid.uuid4()), "error": message})
+    return cls(text=body, content_type="application/json")
+
+
+def _callback_url(method: str, url: str, fields: dict[str, str]) -> str:
+    if method == "POST":
+        return url
+    return url + ("&" if urlsplit(url).query else "?") + urlencode(fields)
+
+
+class Simulator:
+    """A local Plivo Verify API plus the callback sender behind it."""
+
+    def __init__(
+        self,
+        auth_id: str,
+        auth_token: str,
+        main_auth_token: str | None = None,
+        scenario: Scenario = "delivered",
+        time_factor: float = 1.0,
+        on_message: Callable[[str, str], None] | None = None,
+        *,
+        expiry_seconds: float = 30.0,
+        callback_timeout: float = 10.0,
+    ) -> None:
+        if scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
+        if time_factor < 0:
+            raise ValueError("time_factor must be zero or more")
+        self.auth_id = auth_id
+        self.scenario = scenario
+        self.time_factor = time_factor
+        self.on_message = on_message
+        self.expiry_seconds = expiry_seconds
+        self.callback_timeout = callback_timeout
+        self.deliveries: list[Delivery] = []
+        self._token = auth_token
+        self._main_token = main_auth_token
+        self._sessions: dict[str, _Session] = {}
+        self._faults: deque[_Fault] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._http: ClientSession | None = None
+        self._base_url: str | None = None
+
+    # ---- life cycle -------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve the API on host:port (0 = a free port) and return its base URL."""
+        app = web.Application(middlewares=[self._middleware])
+        prefix = "/v1/Account/{auth_id}/Verify/Session"
+        app.router.add_post(prefix + "/", self._create)
+        app.router.add_post(prefix + "/{session_uuid}/", self._validate)
+        app.router.add_get(prefix + "/{session_uuid}/", self._get)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self._http = ClientSession(headers={"User-Agent": f"verifycli-simulator/{__version__}"})
+        self._base_url = f"http://{shown}:{bound_port}"
+        return self._base_url
+
+    @property
+    def api_url(self) -> str:
+        """The base URL the plivo SDK should use instead of https://api.plivo.com."""
+        if self._base_url is None:
+            raise RuntimeError("the simulator is not started")
+        return self._base_url
+
+    async def close(self) -> None:
+        """Stop serving and cancel every pending delivery and retry."""
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ---- test and demo hooks ------------------------------------------------------------
+
+    def fail_next(
+        self, status: int | None = 500, *, error: str | None = None, hang: float = 0.0, times: int = 1
+    ) -> None:
+        """Make the next `times` API requests wait `hang` seconds, then answer `status`.
+
+        With `status=None` the request is only delayed, then served normally.
+        """
+        for _ in range(times):
+            self._faults.append(_Fault(status, error, hang))
+
+    def code_for(self, session_uuid: str) -> str:
+        """The OTP the simulated phone received for this session."""
+        return self._sessions[session_uuid].code
+
+    async def wait_done(self, session_uuid: str, timeout: float = 10.0) -> None:
+        """Wait until the session has settled and none of its callbacks is still pending."""
+        session = self._sessions[session_uuid]
+        try:
+            await asyncio.wait_for(session.done.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"session {session_uuid} still busy after {timeout:g} s"
+                f" (status {session.status}, channel status {session.channel_status or 'none'})"
+            ) from None
+        if session.failure is not None:
+            raise RuntimeError(f"the simulated flow of {session_uuid} crashed") from session.failure
+
+    # ---- HTTP API -------------------------------------------------------------------------
+
+    async def _middleware(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]],
+    ) -> web.StreamResponse:
+        if self._faults:
+            fault = self._faults.popleft()
+            if fault.hang > 0:
+                try:
+                    await asyncio.wait_for(self._closing.wait(), fault.hang * 1.0)
+                except asyncio.TimeoutError:
+                    pass
+            if fault.status is not None:
+                error = fault.error or _DEFAULT_ERRORS.get(fault.status)
+                if error is None:
+                    error = HTTPStatus(fault.status).phrase.lower()
+                body = {"api_id": str(uuid.uuid4()), "error": error}
+                return web.json_response(body, status=fault.status)
+        self._check_auth(request)
+        return await handler(request)
+
+    def _check_auth(self, request: web.Request) -> None:
+        header = request.headers.get("Authorization", "")
+        try:
+            given = BasicAuth.decode(header)
+        except ValueError:
+            given = BasicAuth("", "")
+        path_id = request.match_info.get("auth_id", self.auth_id)
+        ok = hmac.compare_digest(given.login.encode(), self.auth_id.encode())
+        ok &= hmac.compare_digest(given.password.encode(), self._token.encode())
+        ok &= hmac.compare_digest(path_id.encode(), self.auth_id.encode())
+        if not ok:
+            raise _refusal(web.HTTPUnauthorized, _DEFAULT_ERRORS[401])
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        if not request.can_read_body:
+            return {}
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _refusal(web.HTTPBadRequest, "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise _refusal(web.HTTPBadRequest, "the request body must be a JSON object")
+        return body
+
+    async def _create(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        session = self._new_session(body, request.remote or "")
+        self._sessions[session.uuid] = session
+        self._spawn(session, self._play(session))
+        answer = {
+            "api_id": str(uuid.uuid4()),
+            "message": "Session initiated",
+            "session_uuid": session.uuid,
+        }
+        return web.json_response(answer, status=202)
+
+    def _new_session(self, body: dict[str, Any], remote: str) -> _Session:
+        def text(name: str) -> str | None:
+            value = body.get(name)
+            if value is None or value == "":
+                return None
+            if not isinstance(value, str):
+                raise _refusal(web.HTTPBadRequest, f"{name} must be a string")
+            return value
+
+        recipient = text("recipient")
+        if recipient is None:
+            raise _refusal(web.HTTPBadRequest, "recipient is required")
+        if not _E164.match(recipient) or _country(recipient) is None:
+            raise _refusal(
+                web.HTTPBadRequest,
+                f"invalid recipient {recipient!r}: give the number in E.164 format, like +14155550100",
+            )
+        channel = (text("channel") or "sms").lower()
+        if channel not in ("sms", "voice"):
+            raise _refusal(web.HTTPBadRequest, "channel must be one of: sms, voice")
+        method = (text("method") or "POST").upper()
+        if method not in ("GET", "POST"):
+            raise _refusal(web.HTTPBadRequest, "method must be one of: GET, POST")
+        url = text("url")
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise _refusal(web.HTTPBadRequest, "url must be a fully qualified http(s) URL")
+        app_uuid = text("app_uuid") or DEMO_APP_UUID
+        try:
+            uuid.UUID(app_uuid)
+        except ValueError:
+            raise _refusal(web.HTTPBadRequest, f"invalid app_uuid {app_uuid!r}") from None
+        locale = text("locale") or "en"
+        if not _LOCALE.match(locale):
+            raise _refusal(web.HTTPBadRequest, f"invalid locale {locale!r}: use e.g. en, en_US")
+        code_length = body.get("code_length", 6)
+        if isinstance(code_length, str) and code_length.isdigit():
+            code_length = int(code_length)
+        if type(code_length) is not int or not 4 <= code_length <= 8:
+            raise _refusal(web.HTTPBadRequest, "code_length must be an integer from 4 to 8")
+        return _Session(
+            uuid=str(uuid.uuid4()),
+            app_uuid=app_uuid,
+            recipient=recipient.lstrip("+"),
+            channel=channel,
+            url=url,
+            method=method,
+            locale=locale,
+            brand_name=text("brand_name"),
+            code="".join(secrets.choice("0123456789") for _ in range(code_length)),
+            requestor_ip=remote,
+            created_at=_now(),
+        )
+
+    def _session(self, request: web.Request) -> _Session:
+        session = self._sessions.get(request.match_info["session_uuid"])
+        if session is None:
+            raise _refusal(web.HTTPNotFound, "session not found")
+        return session
+
+    async def _validate(self, request: web.Request) -> web.Response:
+        session = self._session(request)
+        otp = (await self._body(request)).get("otp")
+        if otp is None or otp == "":
+            raise _refusal(web.HTTPBadRequest, "otp is required")
+        if session.status == "expired":
+            raise _refusal(web.HTTPBadRequest, "session expired")
+        if session.status == "verified":
+            raise _refusal(web.HTTPBadRequest, "session already verified")
+        if session.wrong_codes >= MAX_VALIDATIONS:
+            raise _refusal(web.HTTPBadRequest, "maximum validation attempts reached for this session")
+        if not hmac.compare_digest(str(otp).encode(), session.code.encode()):
+            session.wrong_codes += 1
+            raise _refusal(web.HTTPBadRequest, "Incorrect OTP.")
+        session.status = "verified"
+        session.updated_at = _now()
+        self._spawn(session, self._deliver_with_retries(session, self._fields(session)))
+        self._settle(session)
+        answer = {"api_id": str(uuid.uuid4()), "message": "session validated successfully."}
+        return web.json_response(answer)
+
+    async def _get(self, request: web.Request) -> web.Response:
+        return web.json_response(self._details(self._session(request)))
+
+    def _details(self, s: _Session) -> dict[str, Any]:
+        attempts = []
+        charges = []
+        if s.channel_status:
+            attempts.append(
+                {
+                    "channel": s.channel,
+                    "attempt_uuid": s.attempt_uuid,
+                    "status": s.channel_status,
+                    "time": _iso(s.updated_at or s.created_at),
+                }
+            )
+            charges.append(
+                {"attempt_uuid": s.attempt_uuid, "channel": s.channel, "charge": _CHARGE[s.channel]}
+            )
+        return {
+            "api_id": str(uuid.uuid4()),
+            "session_uuid": s.uuid,
+            "app_uuid": s.app_uuid,
+            "recipient": s.recipient,
+            "channel": s.channel,
+            "status": s.status,
+            "count": len(attempts),
+            "requestor_ip": s.requestor_ip,
+            "destination_country_iso2": _country(s.recipient) or "",
+            "destination_network": None,
+            "attempt_details": attempts,
+            "charges": {
+                "total_charge": _CHARGE[s.channel] if attempts else "0",
+                "validation_charge": "0.0000",
+                "attempt_charges": charges,
+            },
+            "created_at": _iso(s.created_at),
+            "updated_at": _iso(s.updated_at or s.created_at),
+        }
+
+    # ---- the delivery flow ----------------------------------------------------------------
+
+    def _spawn(self, session: _Session, work: Coroutine[Any, Any, None]) -> None:
+        if self._closing.is_set():
+            work.close()
+            return
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        session.tasks.add(task)
+        session.done.clear()
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._tasks.discard(done)
+            session.tasks.discard(done)
+            if not done.cancelled() and done.exception() is not None:
+                session.failure = done.exception()
+                session.settled = True
+            self._settle(session)
+
+        task.add_done_callback(finished)
+
+    def _settle(self, session: _Session) -> None:
+        if session.status != "in-progress" or session.channel_status in _FAILED:
+            session.settled = True
+        if session.settled and not session.tasks:
+            session.done.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds * self.time_factor)
+
+    async def _play(self, s: _Session) -> None:
+        outcome = _OUTCOME.get((s.channel, self.scenario), self.scenario)
+        for index, (status, error_code) in enumerate(_FLOWS[(s.channel, outcome)]):
+            if index:
+                await self._sleep(STEP_SECONDS)
+            s.channel_status, s.error_code, s.updated_at = status, error_code, _now()
+            if status in _HEARD and self.on_message is not None:
+                self.on_message("+" + s.recipient, self._message_text(s))
+            fields = self._fields(s)
+            if await self._deliver(s, fields, 0):
+                continue
+            self._spawn(s, self._retry(s, fields))
+        if self.scenario == "expired":
+            elapsed = (_now() - s.created_at).total_seconds()
+            await self._sleep(max(self.expiry_seconds - elapsed / max(self.time_factor, 1e-9), 0))
+            if s.status == "in-progress":
+                s.status, s.updated_at = "expired", _now()
+                await self._deliver_with_retries(s, self._fields(s))
+        self._settle(s)
+
+    def _message_text(self, s: _Session) -> str:
+        brand = f"{s.brand_name} " if s.brand_name else ""
+        if s.channel == "voice":
+            return f"(voice call) Your {brand}verification code is {' '.join(s.code)}"
+        return f"Your {brand}verification code is {s.code}"
+
+    def _fields(self, s: _Session) -> dict[str, str]:
+        return {
+            "SessionUUID": s.uuid,
+            "SessionStatus": s.status,
+            "RequestTime": _iso(_now()),
+            "Recipient": s.recipient,
+            "ChannelErrorCode": s.error_code,
+            "Channel": s.channel,
+            "AttemptUUID": s.attempt_uuid,
+            "AttemptSequence": "1",
+            "ChannelStatus": s.channel_status,
+        }
+
+    async def _deliver_with_retries(self, s: _Session, fields: dict[str, str]) -> None:
+        if not await self._deliver(s, fields, 0):
+            await self._retry(s, fields)
+
+    async def _retry(self, s: _Session, fields: dict[str, str]) -> None:
+        for attempt, delay in enumerate(RETRY_DELAYS, start=1):
+            await self._sleep(delay)
+            if await self._deliver(s, fields, attempt):
+                return
+
+    async def _deliver(self, s: _Session, fields: dict[str, str], attempt: int) -> bool:
+        """Send one callback attempt; True when the receiver answered 200."""
+        if s.url is None:
+            return True
+        assert self._http is not None
+        url = _callback_url(s.method, s.url, fields)
+        params = fields if s.method == "POST" else {}
+        headers = signed_headers(s.method, url, params, self._token, self._main_token, ("v3", "v2"))
+        status: int | None = None
+        error: str | None = None
+        sent_at = asyncio.get_running_loop().time()
+        try:
+            async with self._http.request(
+                s.method,
+                URL(url, encoded=True),
+                data=fields if s.method == "POST" else None,
+                headers=headers,
+                allow_redirects=False,
+                timeout=ClientTimeout(total=self.callback_timeout),
+            ) as answer:
+                await answer.read()
+                status = answer.status
+        except (ClientError, asyncio.TimeoutError, OSError) as exc:
+            error = str(exc) or type(exc).__name__
+        self.deliveries.append(
+            Delivery(s.uuid, s.method, url, dict(fields), headers, attempt, status, error, sent_at)
+        )
+        return status == 200
+
+
+def _country(number: str) -> str | None:
+    """ISO 3166 alpha-2 code of the number's country, or None when no country has that prefix."""
+    try:
+        parsed = phonenumbers.parse("+" + number.lstrip("+"))
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    region = phonenumbers.region_code_for_number(parsed)
+    if not region or region == "ZZ":
+        region = phonenumbers.region_code_for_country_code(parsed.country_code)
+    return None if region == "ZZ" else region

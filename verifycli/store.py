@@ -1,0 +1,412 @@
+"""The event store: SQLite in WAL mode, one writer thread, group commit, streaming reads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from verifycli.callbacks import CallbackEvent
+from verifycli.errors import EventNotFound, StoreError, StoreWriteError
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x56434C49  # "VCLI": tells our files from any other SQLite database
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_BATCH_MAX = 512
+_FETCH = 1000
+
+_SCHEMA = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at TEXT NOT NULL,
+    session_uuid TEXT,
+    attempt_uuid TEXT,
+    channel_status TEXT,
+    session_status TEXT,
+    verdict TEXT NOT NULL,
+    nonce TEXT,
+    body_sha256 TEXT,
+    retry_of INTEGER,
+    response_status INTEGER,
+    record TEXT NOT NULL,
+    forward TEXT
+);
+CREATE INDEX events_session ON events (session_uuid);
+CREATE INDEX events_received ON events (received_at);
+CREATE INDEX events_retry ON events (attempt_uuid, channel_status, session_status)
+    WHERE attempt_uuid IS NOT NULL;
+CREATE INDEX events_nonce ON events (nonce) WHERE nonce IS NOT NULL;
+"""
+
+# Keys kept in their own columns, so they can change after the insert.
+_COLUMN_KEYS = ("id", "retry_of", "response_status", "forward")
+
+T = TypeVar("T")
+Policy = Callable[[CallbackEvent], int]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What `events` and `export` select; None means any."""
+
+    session: str | None = None
+    status: str | None = None
+    verdict: str | None = None
+    since: str | None = None
+    ids: tuple[int, ...] | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("session_uuid", self.session),
+            ("channel_status", self.status),
+            ("verdict", self.verdict),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if self.since is not None:
+            clauses.append("received_at >= ?")
+            args.append(self.since)
+        if self.ids is not None:
+            clauses.append(f"id IN ({','.join('?' * len(self.ids))})")
+            args.extend(self.ids)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def _inspect(path: Path) -> None:
+    """Refuse, without writing a byte, a file that is not a verifycli store of a known version."""
+    with path.open("rb") as stream:
+        head = stream.read(len(_SQLITE_MAGIC))
+    foreign = StoreError(
+        f"{path} is not a verifycli store; choose another file with --store or VERIFYCLI_STORE"
+    )
+    if head != _SQLITE_MAGIC:
+        raise foreign
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        raise foreign from None
+    if app_id != APPLICATION_ID and (app_id != 0 or tables):
+        raise foreign
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} was written by a newer verifycli (schema {version}, this one reads "
+            f"{SCHEMA_VERSION}); upgrade verifycli or use another --store"
+        )
+
+
+def _row_json(row: tuple[int, str, int | None, int | None, str | None]) -> str:
+    """One record's JSON, assembled from the stored text without parsing it."""
+    ident, body, retry_of, status, forward = row
+    return (
+        f'{{"id":{ident},{body[1:-1]},"retry_of":{"null" if retry_of is None else retry_of},'
+        f'"response_status":{"null" if status is None else status},'
+        f'"forward":{forward or "null"}}}'
+    )
+
+
+class _Job:
+    __slots__ = ("run", "future", "loop")
+
+    def __init__(
+        self,
+        run: Callable[[sqlite3.Connection], Any],
+        future: asyncio.Future[Any] | None,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        self.run = run
+        self.future = future
+        self.loop = loop
+
+
+def _settle(batch: list[tuple[_Job, Any]], error: BaseException | None) -> None:
+    for job, result in batch:
+        fut = job.future
+        if fut is None or fut.done():
+            continue
+        if error is not None:
+            fut.set_exception(StoreWriteError(str(error)))
+        else:
+            fut.set_result(result)
+
+
+class EventStore:
+    """A store file opened for reading and writing; all writes go through one thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._conn = self._open_writer(path)
+        self._thread = threading.Thread(
+            target=self._write_loop, name="verifycli-store", daemon=True
+        )
+        self._closed = False
+        self._thread.start()
+
+    @staticmethod
+    def _open_writer(path: Path) -> sqlite3.Connection:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {path.parent}: {exc.strerror}") from None
+        if path.exists() and path.stat().st_size > 0:
+            _inspect(path)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA application_id = {APPLICATION_ID};"
+                    f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                )
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot write the store {path}: {exc}; choose a writable --store"
+            ) from None
+        return conn
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            stop = False
+            while len(jobs) < _BATCH_MAX:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+            self._commit(jobs)
+            if stop:
+                return
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        done: list[tuple[_Job, Any]] = []
+        error: BaseException | None = None
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                done.append((job, job.run(self._conn)))
+            self._conn.execute("COMMIT")
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            error = exc
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            done = [(job, None) for job in jobs]
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any]]] = {}
+        for item in done:
+            if item[0].loop is not None:
+                by_loop.setdefault(item[0].loop, []).append(item)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, items, error)
+
+    async def _submit(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreWriteError("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(run, future, loop))
+        return await future
+
+    async def append(self, event: CallbackEvent, policy: Policy | None = None) -> CallbackEvent:
+        """Store `event` durably; returns it with id, retry_of and response_status set.
+
+        `policy` chooses the answer status once replays and retries are known, so that
+        the stored status is the one the sender gets.
+        """
+        return await self._submit(lambda conn: _insert(conn, event, policy))
+
+    async def set_forward(
+        self, event_id: int, forward: dict[str, Any], response_status: int | None = None
+    ) -> None:
+        """Record a forward's outcome (and, when it decided the answer, the new status)."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE events SET forward = ?, response_status = coalesce(?, response_status)"
+                " WHERE id = ?",
+                (json.dumps(forward), response_status, event_id),
+            )
+
+        await self._submit(run)
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        self._conn.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _insert(conn: sqlite3.Connection, event: CallbackEvent, policy: Policy | None) -> CallbackEvent:
+    """Settle retry and replay against what is already stored, then insert; writer thread only."""
+    digest = event.body_sha256 or hashlib.sha256(event.raw_body()).hexdigest()
+    event.body_sha256 = digest
+    nonce = event.signature.nonce
+    if nonce and event.signature.verdict == "valid":
+        seen = conn.execute(
+            "SELECT id, body_sha256 FROM events WHERE nonce = ? AND verdict = 'valid'"
+            " ORDER BY id LIMIT 1",
+            (nonce,),
+        ).fetchone()
+        if seen is not None:
+            if seen[1] == digest:
+                event.retry_of = seen[0]
+            else:
+                event.signature = event.signature.replayed(seen[0])
+    key = event.retry_key
+    if key is not None and event.retry_of is None:
+        first = conn.execute(
+            "SELECT id FROM events WHERE attempt_uuid = ? AND channel_status = ?"
+            " AND session_status = ? ORDER BY id LIMIT 1",
+            key,
+        ).fetchone()
+        if first is not None:
+            event.retry_of = first[0]
+    if policy is not None:
+        event.response_status = policy(event)
+    record = event.to_record()
+    for column in _COLUMN_KEYS:
+        del record[column]
+    cursor = conn.execute(
+        "INSERT INTO events (received_at, session_uuid, attempt_uuid, channel_status,"
+        " session_status, verdict, nonce, body_sha256, retry_of, response_status, record, forward)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event.received_at,
+            record["session_uuid"],
+            record["attempt_uuid"],
+            record["channel_status"],
+            record["session_status"],
+            event.signature.verdict,
+            nonce,
+            digest,
+            event.retry_of,
+            event.response_status,
+            json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+            json.dumps(event.forward) if event.forward is not None else None,
+        ),
+    )
+    event.id = cursor.lastrowid
+    return event
+
+
+class StoreReader:
+    """Read-only, streaming access to a store file; a missing file reads as empty."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if path.exists() and path.stat().st_size > 0:
+            _inspect(path)
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection | None]:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            yield None
+            return
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the store {self.path}: {exc}") from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def iter_json(self, filters: Filters = Filters(), limit: int | None = None) -> Iterator[str]:
+        """Each selected record as a JSON line (no newline), oldest first, streamed."""
+        where, args = filters.where()
+        columns = "id, record, retry_of, response_status, forward"
+        if limit is not None:
+            sql = (
+                f"SELECT * FROM (SELECT {columns} FROM events{where} ORDER BY id DESC LIMIT ?)"
+                " ORDER BY id"
+            )
+            args = [*args, limit]
+        else:
+            sql = f"SELECT {columns} FROM events{where} ORDER BY id"
+        with self._connect() as conn:
+            if conn is None:
+                return
+            cursor = conn.execute(sql, args)
+            while rows := cursor.fetchmany(_FETCH):
+                for row in rows:
+                    yield _row_json(row)
+
+    def iter_records(
+        self, filters: Filters = Filters(), limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        for line in self.iter_json(filters, limit):
+            yield json.loads(line)
+
+    def iter_events(
+        self, filters: Filters = Filters(), limit: int | None = None
+    ) -> Iterator[CallbackEvent]:
+        for record in self.iter_records(filters, limit):
+            yield CallbackEvent.from_record(record)
+
+    def get(self, event_id: int) -> CallbackEvent:
+        for event in self.iter_events(Filters(ids=(event_id,))):
+            return event
+        raise EventNotFound(f"no event #{event_id} in {self.path}; `verifycli events` lists them")
+
+    def count(self, filters: Filters = Filters()) -> int:
+        where, args = filters.where()
+        with self._connect() as conn:
+            if conn is None:
+                return 0
+            return int(conn.execute(f"SELECT count(*) FROM events{where}", args).fetchone()[0])
+
+    def chain(self, event: CallbackEvent) -> list[int]:
+        """Ids of every delivery of the same callback (the first and its retries)."""
+        first = event.retry_of or event.id
+        with self._connect() as conn:
+            if conn is None or first is None:
+                return []
+            rows = conn.execute(
+                "SELECT id FROM events WHERE id = ? OR retry_of = ? ORDER BY id", (first, first)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+
+def file_is_writable(path: Path) -> bool:
+    target = path if path.exists() else path.parent
+    return os.access(target, os.W_OK)
