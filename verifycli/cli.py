@@ -254,6 +254,12 @@ def load_settings_for(store: Path | None) -> Settings:
     return load_settings().with_store(store)
 
 
+# -- work with what was caught: events, replay, trigger, doctor ------------------------------
+
+
+# -- send and demo -------------------------------------------------------------------------
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -61,12 +61,17 @@ def csv_row(record: dict[str, Any]) -> list[Any]:
     sig = record.get("signature") or {}
     fwd = record.get("forward") or {}
     others = {k: v for k, v in record["fields"].items() if k not in _KNOWN}
-    row: list[Any] = [record.get(name) for name in CSV_COLUMNS[:-10]]
-    row += [sig.get("verdict"), sig.get("scheme"), sig.get("detail")]
-    row += [record.get("retry_of"), record.get("response_status")]
-    row += [fwd.get("url"), fwd.get("status"), fwd.get("error")]
-    row.append(json.dumps(others, ensure_ascii=False) if others else "")
-    return ["" if value is None else value for value in row]
+    flat = {
+        **record,
+        "signature_verdict": sig.get("verdict"),
+        "signature_scheme": sig.get("scheme"),
+        "signature_detail": sig.get("detail"),
+        "forward_url": fwd.get("url"),
+        "forward_status": fwd.get("status"),
+        "forward_error": fwd.get("error"),
+        "other_fields": json.dumps(others, ensure_ascii=False) if others else None,
+    }
+    return ["" if flat.get(name) is None else flat[name] for name in CSV_COLUMNS]
 
 
 def _chunks(lines: Iterable[str], size: int = 256) -> Iterator[str]:

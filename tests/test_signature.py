@@ -1,0 +1,232 @@
+"""Signature verdicts against an HMAC written here from Plivo's documented algorithm."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from multidict import CIMultiDict
+from plivo.utils import validate_signature, validate_v3_signature
+
+from verifycli.signature import Checker, sign_v2, sign_v3, signed_headers
+
+URL = "https://abcd.ngrok-free.app/verify/callback"
+TOKEN = "token-of-the-subaccount"
+MAIN = "token-of-the-main-account"
+PARAMS = {
+    "SessionUUID": "4124e518-a8c9-4feb-8cff-d86636ba9234",
+    "ChannelStatus": "delivered",
+    "SessionStatus": "in-progress",
+    "ChannelErrorCode": "",
+    "AttemptSequence": "1",
+}
+
+
+def mac(token: str, message: str) -> str:
+    digest = hmac.new(token.encode(), message.encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def ref_v2(url: str, nonce: str, token: str) -> str:
+    """V2: HMAC-SHA256 over the URL without its query, then the nonce."""
+    p = urlsplit(url)
+    return mac(token, f"{p.scheme}://{p.netloc}{p.path}{nonce}")
+
+
+def ref_v3(method: str, url: str, params: dict[str, str], nonce: str, token: str) -> str:
+    """V3: URL with sorted query; for POST the sorted name+value pairs follow; then .nonce."""
+    p = urlsplit(url)
+    base = f"{p.scheme}://{p.netloc}{p.path}"
+    query = "&".join(f"{k}={v}" for k, v in sorted(parse_qsl(p.query, keep_blank_values=True)))
+    if method == "GET" or not params:
+        canonical = base + (f"?{query}" if query else "")
+    else:
+        body = "".join(f"{k}{v}" for k, v in sorted(params.items()))
+        canonical = f"{base}?{query}{'.' if query else ''}{body}"
+    return mac(token, f"{canonical}.{nonce}")
+
+
+def headers_v3(sig: str, nonce: str = "12345678901234567890", **more: str) -> CIMultiDict[str]:
+    return CIMultiDict({"X-Plivo-Signature-V3": sig, "X-Plivo-Signature-V3-Nonce": nonce, **more})
+
+
+@pytest.mark.parametrize("url", [URL, URL + "?a=1&b=", URL + "/?z=2&a=1"])
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_sign_v3_matches_reference_and_sdk(method: str, url: str) -> None:
+    """sign_v3 equals the reference HMAC, and the plivo SDK validates it."""
+    params = PARAMS if method == "POST" else {}
+    ours = sign_v3(method, url, params, "9876543210", TOKEN)
+    assert ours == ref_v3(method, url, params, "9876543210", TOKEN)
+    assert validate_v3_signature(method, url, "9876543210", TOKEN, ours, dict(params))
+
+
+def test_sign_v2_matches_reference_and_sdk() -> None:
+    """sign_v2 ignores the query, equals the reference HMAC, and the SDK validates it."""
+    ours = sign_v2(URL + "?x=1", "555", TOKEN)
+    assert ours == ref_v2(URL, "555", TOKEN)
+    assert validate_signature(URL + "?x=1", "555", ours, TOKEN)
+
+
+def test_valid_v3() -> None:
+    """A reference V3 signature is valid, scheme v3."""
+    result = Checker(TOKEN).check(
+        "POST", URL, headers_v3(ref_v3("POST", URL, PARAMS, "1", TOKEN), "1"), PARAMS
+    )
+    assert (result.verdict, result.scheme) == ("valid", "v3")
+
+
+def test_valid_v3_get_with_query() -> None:
+    """A GET callback signs its query string; the checker reads it from the URL."""
+    url = URL + "?SessionUUID=abc&ChannelErrorCode="
+    sig = ref_v3("GET", url, {}, "1", TOKEN)
+    assert Checker(TOKEN).check("GET", url, headers_v3(sig, "1"), {}).verdict == "valid"
+
+
+def test_any_of_several_v3_signatures_counts() -> None:
+    """A V3 header may hold several comma-separated signatures; one match is enough."""
+    good = ref_v3("POST", URL, PARAMS, "1", TOKEN)
+    value = f"bm9wZQ==, {good},Zm9v"
+    assert Checker(TOKEN).check("POST", URL, headers_v3(value, "1"), PARAMS).verdict == "valid"
+
+
+def test_v3_mismatch_is_invalid_even_when_v2_matches() -> None:
+    """V2 does not cover the body, so a V3 mismatch wins over a V2 match."""
+    tampered = {**PARAMS, "ChannelStatus": "failed"}
+    headers = headers_v3(
+        ref_v3("POST", URL, PARAMS, "1", TOKEN),
+        "1",
+        **{"X-Plivo-Signature-V2": ref_v2(URL, "2", TOKEN), "X-Plivo-Signature-V2-Nonce": "2"},
+    )
+    result = Checker(TOKEN).check("POST", URL, headers, tampered)
+    assert (result.verdict, result.scheme) == ("invalid", "v3")
+
+
+def test_valid_v2_only() -> None:
+    """A request with only V2 headers is checked with V2."""
+    headers = CIMultiDict(
+        {"X-Plivo-Signature-V2": ref_v2(URL, "77", TOKEN), "X-Plivo-Signature-V2-Nonce": "77"}
+    )
+    result = Checker(TOKEN).check("POST", URL, headers, PARAMS)
+    assert (result.verdict, result.scheme) == ("valid", "v2")
+
+
+def test_ma_v3_valid_with_main_token() -> None:
+    """The Ma- header is checked against PLIVO_MAIN_AUTH_TOKEN."""
+    headers = CIMultiDict(
+        {
+            "X-Plivo-Signature-Ma-V3": ref_v3("POST", URL, PARAMS, "1", MAIN),
+            "X-Plivo-Signature-V3-Nonce": "1",
+        }
+    )
+    result = Checker(TOKEN, MAIN).check("POST", URL, headers, PARAMS)
+    assert (result.verdict, result.scheme) == ("valid", "ma-v3")
+
+
+def test_unsigned() -> None:
+    """No signature headers at all is `unsigned`."""
+    assert Checker(TOKEN).check("POST", URL, CIMultiDict(), PARAMS).verdict == "unsigned"
+
+
+def test_unchecked_without_token() -> None:
+    """Signed, but no token configured: `unchecked`, and the detail names the variable."""
+    result = Checker(None).check("POST", URL, headers_v3("abc", "1"), PARAMS)
+    assert result.verdict == "unchecked"
+    assert "PLIVO_AUTH_TOKEN" in result.detail
+
+
+def test_empty_nonce_is_invalid() -> None:
+    """A signature with an empty nonce header cannot be valid."""
+    result = Checker(TOKEN).check(
+        "POST", URL, headers_v3(ref_v3("POST", URL, PARAMS, "", TOKEN), ""), PARAMS
+    )
+    assert result.verdict == "invalid"
+    assert "Nonce" in result.detail
+
+
+def test_garbage_signature_is_invalid() -> None:
+    """Non-base64 junk in the header is an ordinary mismatch, not an error."""
+    result = Checker(TOKEN).check("POST", URL, headers_v3("%%%\u00e9,,,", "1"), PARAMS)
+    assert result.verdict == "invalid"
+
+
+@pytest.mark.parametrize(
+    ("signed_url", "received_url", "phrase"),
+    [
+        (URL + "/", URL, "with a trailing slash"),
+        (URL, URL + "/", "without the trailing slash"),
+        (URL.replace("https", "http"), URL, "with http:// instead of https://"),
+        ("https://abcd.ngrok-free.app:443/verify/callback", URL, "with the port :443"),
+        (URL, "https://abcd.ngrok-free.app:443/verify/callback", "without the port :443"),
+    ],
+)
+def test_diagnosis_names_the_url_variant(signed_url: str, received_url: str, phrase: str) -> None:
+    """An invalid verdict says which URL variant the sender signed."""
+    sig = ref_v3("POST", signed_url, PARAMS, "1", TOKEN)
+    result = Checker(TOKEN).check("POST", received_url, headers_v3(sig, "1"), PARAMS)
+    assert result.verdict == "invalid"
+    assert phrase in result.detail
+    assert signed_url in result.detail
+
+
+def test_diagnosis_local_address() -> None:
+    """A sender that signed the local address instead of the public URL is named as such."""
+    local = "http://127.0.0.1:8080/verify/callback"
+    sig = ref_v3("POST", local, PARAMS, "1", TOKEN)
+    result = Checker(TOKEN).check("POST", URL, headers_v3(sig, "1"), PARAMS, local_url=local)
+    assert "local address" in result.detail
+
+
+def test_diagnosis_main_account_token() -> None:
+    """A V3 header signed with the main account's token is diagnosed as such."""
+    sig = ref_v3("POST", URL, PARAMS, "1", MAIN)
+    result = Checker(TOKEN, MAIN).check("POST", URL, headers_v3(sig, "1"), PARAMS)
+    assert result.verdict == "invalid"
+    assert "PLIVO_MAIN_AUTH_TOKEN" in result.detail
+
+
+def test_diagnosis_token_set_in_the_wrong_variable() -> None:
+    """A main token configured as PLIVO_AUTH_TOKEN is spotted through the Ma-V3 header."""
+    headers = headers_v3(
+        ref_v3("POST", URL, PARAMS, "1", TOKEN),
+        "1",
+        **{"X-Plivo-Signature-Ma-V3": ref_v3("POST", URL, PARAMS, "1", MAIN)},
+    )
+    result = Checker(MAIN).check("POST", URL, headers, PARAMS)
+    assert result.verdict == "invalid"
+    assert "set it as PLIVO_MAIN_AUTH_TOKEN" in result.detail
+
+
+def test_diagnosis_method() -> None:
+    """A POST-signed callback received as GET is diagnosed by method."""
+    sig = ref_v3("POST", URL, PARAMS, "1", TOKEN)
+    result = Checker(TOKEN).check("GET", URL, headers_v3(sig, "1"), PARAMS)
+    assert "signed as a POST request" in result.detail
+
+
+def test_diagnosis_fallback_names_token_and_url() -> None:
+    """With no variant matching, the detail names the token variable and the URL."""
+    result = Checker(TOKEN).check(
+        "POST", URL, headers_v3(ref_v3("POST", URL, PARAMS, "1", "x"), "1"), PARAMS
+    )
+    assert result.detail.startswith("v3 does not match PLIVO_AUTH_TOKEN for " + URL)
+
+
+def test_signed_headers_carry_every_scheme() -> None:
+    """signed_headers with both tokens emits V3, Ma-V3, V2, Ma-V2 and both nonces, all valid."""
+    headers = signed_headers("POST", URL, PARAMS, TOKEN, MAIN)
+    n3, n2 = headers["X-Plivo-Signature-V3-Nonce"], headers["X-Plivo-Signature-V2-Nonce"]
+    assert headers["X-Plivo-Signature-V3"] == ref_v3("POST", URL, PARAMS, n3, TOKEN)
+    assert headers["X-Plivo-Signature-Ma-V3"] == ref_v3("POST", URL, PARAMS, n3, MAIN)
+    assert headers["X-Plivo-Signature-V2"] == ref_v2(URL, n2, TOKEN)
+    assert headers["X-Plivo-Signature-Ma-V2"] == ref_v2(URL, n2, MAIN)
+
+
+def test_result_never_contains_the_token() -> None:
+    """No verdict detail ever quotes a token."""
+    sig = ref_v3("POST", URL, PARAMS, "1", "other")
+    for checker in (Checker(TOKEN, MAIN), Checker(MAIN), Checker(None, MAIN)):
+        detail = checker.check("POST", URL, headers_v3(sig, "1"), PARAMS).detail
+        assert TOKEN not in detail and MAIN not in detail

@@ -1,0 +1,210 @@
+"""The SQLite store: durable appends, retries and replays, refusing foreign files."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from verifycli.callbacks import CallbackEvent
+from verifycli.errors import EventNotFound, StoreError, StoreWriteError
+from verifycli.signature import SignatureResult
+from verifycli.store import EventStore, Filters, StoreReader
+
+
+def make_event(
+    n: int = 0,
+    *,
+    status: str = "sent",
+    nonce: str | None = None,
+    body: str | None = None,
+    verdict: str = "valid",
+    session: str = "sess-1",
+    attempt: str = "att-1",
+) -> CallbackEvent:
+    fields = {
+        "SessionUUID": session,
+        "AttemptUUID": attempt,
+        "ChannelStatus": status,
+        "SessionStatus": "in-progress",
+        "N": str(n),
+    }
+    return CallbackEvent(
+        method="POST",
+        url="https://x.example/cb",
+        path="/cb",
+        query="",
+        headers={},
+        content_type="application/x-www-form-urlencoded",
+        body=body if body is not None else "&".join(f"{k}={v}" for k, v in fields.items()),
+        body_encoding="utf-8",
+        fields=fields,
+        signature=SignatureResult(verdict, "v3", "", nonce),  # type: ignore[arg-type]
+    )
+
+
+async def test_append_assigns_increasing_ids(store: EventStore) -> None:
+    """Each append gets the next id and is readable at once by another connection."""
+    first = await store.append(make_event(1))
+    second = await store.append(make_event(2, status="delivered"))
+    assert (first.id, second.id) == (1, 2)
+    assert [e.id for e in StoreReader(store.path).iter_events()] == [1, 2]
+
+
+async def test_concurrent_writers_all_land(store: EventStore) -> None:
+    """500 concurrent appends all get distinct ids and are all on disk."""
+    events = await asyncio.gather(
+        *(store.append(make_event(i, attempt=f"a{i}")) for i in range(500))
+    )
+    assert len({e.id for e in events}) == 500
+    assert StoreReader(store.path).count() == 500
+
+
+async def test_concurrent_writers_are_group_committed(store: EventStore) -> None:
+    """Concurrent appends share transactions: fewer commits than events."""
+    commits = []
+    store._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    await asyncio.gather(*(store.append(make_event(i, attempt=f"a{i}")) for i in range(200)))
+    assert 0 < len(commits) < 200
+
+
+async def test_retry_of_points_at_first_delivery(store: EventStore) -> None:
+    """The same AttemptUUID + ChannelStatus + SessionStatus again is a retry of the first."""
+    first = await store.append(make_event(1, nonce="n1"))
+    again = await store.append(make_event(1, nonce="n2"))
+    third = await store.append(make_event(1, nonce="n3"))
+    other = await store.append(make_event(1, status="delivered", nonce="n4"))
+    assert (again.retry_of, third.retry_of, other.retry_of) == (first.id, first.id, None)
+
+
+async def test_same_nonce_same_body_is_a_duplicate(store: EventStore) -> None:
+    """A nonce seen before on the same body keeps its verdict and points at the first."""
+    first = await store.append(make_event(1, nonce="n1", attempt="x"))
+    dup = await store.append(make_event(1, nonce="n1", attempt="x"))
+    assert dup.signature.verdict == "valid"
+    assert dup.retry_of == first.id
+
+
+async def test_same_nonce_other_body_is_replayed(store: EventStore) -> None:
+    """A nonce seen with a valid signature, now on a different body, is `replayed`."""
+    first = await store.append(make_event(1, nonce="n1"))
+    forged = await store.append(make_event(1, nonce="n1", body="ChannelStatus=delivered"))
+    assert forged.signature.verdict == "replayed"
+    assert f"#{first.id}" in forged.signature.detail
+
+
+async def test_policy_sees_the_final_verdict(store: EventStore) -> None:
+    """The answer policy runs after replay detection, and its status is stored."""
+    await store.append(make_event(1, nonce="n1"))
+    forged = await store.append(
+        make_event(1, nonce="n1", body="x=1"),
+        lambda e: 403 if e.signature.verdict == "replayed" else 200,
+    )
+    assert forged.response_status == 403
+    assert StoreReader(store.path).get(forged.id or 0).response_status == 403
+
+
+async def test_set_forward_updates_the_record(store: EventStore) -> None:
+    """A forward's outcome and the status it decided are written onto the event."""
+    event = await store.append(make_event(1), lambda e: 200)
+    fwd = {"url": "http://app/cb", "status": 502, "elapsed_ms": 3.2, "error": None}
+    await store.set_forward(event.id or 0, fwd, 502)
+    stored = StoreReader(store.path).get(event.id or 0)
+    assert stored.forward == fwd
+    assert stored.response_status == 502
+
+
+async def test_write_failure_raises_and_store_recovers(store: EventStore) -> None:
+    """A failed write raises StoreWriteError, stores nothing, and later writes succeed."""
+    store._conn.execute("PRAGMA query_only = 1")
+    with pytest.raises(StoreWriteError):
+        await store.append(make_event(1))
+    store._conn.execute("PRAGMA query_only = 0")
+    ok = await store.append(make_event(2))
+    assert ok.id == 1
+    assert StoreReader(store.path).count() == 1
+
+
+def test_foreign_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
+    """Another application's SQLite database is refused and left byte-for-byte as it was."""
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="not a verifycli store"):
+        EventStore(path)
+    assert path.read_bytes() == before
+    assert not (tmp_path / "other.db-wal").exists()
+
+
+def test_text_file_is_refused_untouched(tmp_path: Path) -> None:
+    """A file that is not SQLite at all is refused, unchanged."""
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\n")
+    with pytest.raises(StoreError, match="not a verifycli store"):
+        EventStore(path)
+    with pytest.raises(StoreError, match="not a verifycli store"):
+        StoreReader(path)
+    assert path.read_text() == "hello\n"
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A store written by a newer verifycli is refused with an upgrade hint."""
+    path = tmp_path / "s.db"
+    EventStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer verifycli"):
+        EventStore(path)
+
+
+def test_unwritable_location_is_a_store_error(tmp_path: Path) -> None:
+    """A store path under a regular file cannot be created: StoreError, exit 2."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError) as caught:
+        EventStore(blocker / "events.sqlite3")
+    assert caught.value.exit_code == 2
+
+
+def test_reopen_keeps_events(tmp_path: Path) -> None:
+    """Closing and reopening a store keeps its events and continues the ids."""
+    path = tmp_path / "s.db"
+
+    async def put(n: int) -> int | None:
+        with EventStore(path) as s:
+            return (await s.append(make_event(n, attempt=f"a{n}"))).id
+
+    assert asyncio.run(put(1)) == 1
+    assert asyncio.run(put(2)) == 2
+
+
+async def test_reader_filters_and_limit(store: EventStore) -> None:
+    """Filters select by session, status and verdict; limit keeps the newest, oldest first."""
+    for i in range(5):
+        await store.append(make_event(i, session="A" if i % 2 else "B", attempt=f"a{i}"))
+    await store.append(make_event(9, status="delivered", verdict="invalid", attempt="z"))
+    reader = StoreReader(store.path)
+    assert [e.id for e in reader.iter_events(Filters(session="A"))] == [2, 4]
+    assert [e.id for e in reader.iter_events(Filters(status="delivered"))] == [6]
+    assert [e.id for e in reader.iter_events(Filters(verdict="invalid"))] == [6]
+    assert [e.id for e in reader.iter_events(limit=2)] == [5, 6]
+
+
+def test_missing_store_reads_as_empty(tmp_path: Path) -> None:
+    """Reading a store that does not exist yet yields nothing and creates nothing."""
+    reader = StoreReader(tmp_path / "none.db")
+    assert list(reader.iter_json()) == []
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_get_unknown_id(store: EventStore) -> None:
+    """Asking for an id that is not there is EventNotFound (exit 2)."""
+    with pytest.raises(EventNotFound):
+        StoreReader(store.path).get(42)
