@@ -9,8 +9,11 @@ wait so tests run a whole flow in milliseconds.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import json
+import logging
 import re
 import secrets
 import uuid
@@ -24,11 +27,14 @@ from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 import phonenumbers
-from aiohttp import BasicAuth, ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp.typedefs import Handler
 from yarl import URL
 
 from verifycli import __version__
 from verifycli.signature import signed_headers
+
+_log = logging.getLogger(__name__)
 
 Scenario = Literal["delivered", "undelivered", "failed", "no-answer", "expired", "retries"]
 SCENARIOS: tuple[Scenario, ...] = (
@@ -49,9 +55,9 @@ STEP_SECONDS = 1.0  # between two channel statuses, before time_factor
 RETRY_DELAYS = (60.0, 120.0, 240.0)  # each after the previous attempt, as Plivo documents
 MAX_VALIDATIONS = 10  # Plivo refuses further validations of a session after 10 wrong codes
 
-# (ChannelStatus, ChannelErrorCode) steps. Codes are Plivo's: SMS 80 "destination temporarily
-# unavailable", 50 "invalid destination number"; voice hangup causes 2010 "destination out
-# of service", 3020 "no answer".
+# (ChannelStatus, ChannelErrorCode) steps. SMS codes are Plivo's 80 "destination temporarily
+# unavailable" and 50 "invalid destination number"; voice uses the hangup cause 2010
+# "destination out of service", and 3020 stands in for no-answer.
 _Step = tuple[str, str]
 _FLOWS: dict[tuple[str, str], tuple[_Step, ...]] = {
     ("sms", "delivered"): (("queued", ""), ("sent", ""), ("delivered", "")),
@@ -61,7 +67,8 @@ _FLOWS: dict[tuple[str, str], tuple[_Step, ...]] = {
     ("voice", "no-answer"): (("ringing", ""), ("no-answer", "3020")),
     ("voice", "failed"): (("failed", "2010"),),
 }
-# A scenario that has no meaning on a channel plays that channel's nearest failure.
+# Where a scenario's name is not a flow of that channel: no-answer and undelivered swap to the
+# channel's own failure; expired and retries deliver, and differ later (expiry, the answers).
 _OUTCOME: dict[tuple[str, Scenario], str] = {
     ("sms", "no-answer"): "undelivered",
     ("voice", "undelivered"): "no-answer",
@@ -124,6 +131,7 @@ class _Session:
     code: str
     requestor_ip: str
     created_at: datetime
+    started: float  # event-loop time of creation, for the scaled expiry
     attempt_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
     status: str = "in-progress"
     channel_status: str = ""
@@ -132,6 +140,7 @@ class _Session:
     wrong_codes: int = 0
     settled: bool = False  # no callback will be started unless something else happens
     failure: BaseException | None = None
+    verified: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -147,6 +156,26 @@ def _iso(moment: datetime) -> str:
 def _refusal(cls: type[web.HTTPException], message: str) -> web.HTTPException:
     body = json.dumps({"api_id": str(uuid.uuid4()), "error": message})
     return cls(text=body, content_type="application/json")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower()
+    except ValueError:
+        return f"http {status}"
+
+
+def _basic_auth(header: str) -> tuple[str, str]:
+    """(login, password) from a Basic Authorization header; blanks when it is not one."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return "", ""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    login, _, password = decoded.partition(":")
+    return login, password
 
 
 def _callback_url(method: str, url: str, fields: dict[str, str]) -> str:
@@ -190,8 +219,6 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._http: ClientSession | None = None
         self._base_url: str | None = None
-
-    # ---- life cycle -------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve the API on host:port (0 = a free port) and return its base URL."""
@@ -242,12 +269,15 @@ class Simulator:
     ) -> None:
         await self.close()
 
-    # ---- test and demo hooks ------------------------------------------------------------
-
     def fail_next(
-        self, status: int | None = 500, *, error: str | None = None, hang: float = 0.0, times: int = 1
+        self,
+        status: int | None = 500,
+        *,
+        error: str | None = None,
+        hang: float = 0.0,
+        times: int = 1,
     ) -> None:
-        """Make the next `times` API requests wait `hang` seconds, then answer `status`.
+        """Make the next `times` API requests wait `hang` real seconds, then answer `status`.
 
         With `status=None` the request is only delayed, then served normally.
         """
@@ -271,38 +301,31 @@ class Simulator:
         if session.failure is not None:
             raise RuntimeError(f"the simulated flow of {session_uuid} crashed") from session.failure
 
-    # ---- HTTP API -------------------------------------------------------------------------
-
+    @web.middleware
     async def _middleware(
         self,
         request: web.Request,
-        handler: Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]],
+        handler: Handler,
     ) -> web.StreamResponse:
         if self._faults:
             fault = self._faults.popleft()
             if fault.hang > 0:
                 try:
-                    await asyncio.wait_for(self._closing.wait(), fault.hang * 1.0)
+                    await asyncio.wait_for(self._closing.wait(), fault.hang)
                 except asyncio.TimeoutError:
                     pass
             if fault.status is not None:
-                error = fault.error or _DEFAULT_ERRORS.get(fault.status)
-                if error is None:
-                    error = HTTPStatus(fault.status).phrase.lower()
+                error = fault.error or _DEFAULT_ERRORS.get(fault.status) or _phrase(fault.status)
                 body = {"api_id": str(uuid.uuid4()), "error": error}
                 return web.json_response(body, status=fault.status)
         self._check_auth(request)
         return await handler(request)
 
     def _check_auth(self, request: web.Request) -> None:
-        header = request.headers.get("Authorization", "")
-        try:
-            given = BasicAuth.decode(header)
-        except ValueError:
-            given = BasicAuth("", "")
+        login, password = _basic_auth(request.headers.get("Authorization", ""))
         path_id = request.match_info.get("auth_id", self.auth_id)
-        ok = hmac.compare_digest(given.login.encode(), self.auth_id.encode())
-        ok &= hmac.compare_digest(given.password.encode(), self._token.encode())
+        ok = hmac.compare_digest(login.encode(), self.auth_id.encode())
+        ok &= hmac.compare_digest(password.encode(), self._token.encode())
         ok &= hmac.compare_digest(path_id.encode(), self.auth_id.encode())
         if not ok:
             raise _refusal(web.HTTPUnauthorized, _DEFAULT_ERRORS[401])
@@ -345,7 +368,7 @@ class Simulator:
         if not _E164.match(recipient) or _country(recipient) is None:
             raise _refusal(
                 web.HTTPBadRequest,
-                f"invalid recipient {recipient!r}: give the number in E.164 format, like +14155550100",
+                f"invalid recipient {recipient!r}: use E.164 format, like +14155550100",
             )
         channel = (text("channel") or "sms").lower()
         if channel not in ("sms", "voice"):
@@ -383,6 +406,7 @@ class Simulator:
             code="".join(secrets.choice("0123456789") for _ in range(code_length)),
             requestor_ip=remote,
             created_at=_now(),
+            started=asyncio.get_running_loop().time(),
         )
 
     def _session(self, request: web.Request) -> _Session:
@@ -401,12 +425,13 @@ class Simulator:
         if session.status == "verified":
             raise _refusal(web.HTTPBadRequest, "session already verified")
         if session.wrong_codes >= MAX_VALIDATIONS:
-            raise _refusal(web.HTTPBadRequest, "maximum validation attempts reached for this session")
+            raise _refusal(web.HTTPBadRequest, "maximum validation attempts reached")
         if not hmac.compare_digest(str(otp).encode(), session.code.encode()):
             session.wrong_codes += 1
             raise _refusal(web.HTTPBadRequest, "Incorrect OTP.")
         session.status = "verified"
         session.updated_at = _now()
+        session.verified.set()
         self._spawn(session, self._deliver_with_retries(session, self._fields(session)))
         self._settle(session)
         answer = {"api_id": str(uuid.uuid4()), "message": "session validated successfully."}
@@ -451,8 +476,6 @@ class Simulator:
             "updated_at": _iso(s.updated_at or s.created_at),
         }
 
-    # ---- the delivery flow ----------------------------------------------------------------
-
     def _spawn(self, session: _Session, work: Coroutine[Any, Any, None]) -> None:
         if self._closing.is_set():
             work.close()
@@ -465,8 +488,11 @@ class Simulator:
         def finished(done: asyncio.Task[None]) -> None:
             self._tasks.discard(done)
             session.tasks.discard(done)
-            if not done.cancelled() and done.exception() is not None:
-                session.failure = done.exception()
+            failure = None if done.cancelled() else done.exception()
+            if failure is not None:
+                # Most likely on_message raised; say so now rather than leave the session hanging.
+                _log.error("the simulated flow of %s crashed", session.uuid, exc_info=failure)
+                session.failure = failure
                 session.settled = True
             self._settle(session)
 
@@ -494,9 +520,11 @@ class Simulator:
                 continue
             self._spawn(s, self._retry(s, fields))
         if self.scenario == "expired":
-            elapsed = (_now() - s.created_at).total_seconds()
-            await self._sleep(max(self.expiry_seconds - elapsed / max(self.time_factor, 1e-9), 0))
-            if s.status == "in-progress":
+            deadline = s.started + self.expiry_seconds * self.time_factor
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(s.verified.wait(), max(remaining, 0))
+            except asyncio.TimeoutError:
                 s.status, s.updated_at = "expired", _now()
                 await self._deliver_with_retries(s, self._fields(s))
         self._settle(s)
@@ -552,7 +580,7 @@ class Simulator:
             ) as answer:
                 await answer.read()
                 status = answer.status
-        except (ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             error = str(exc) or type(exc).__name__
         self.deliveries.append(
             Delivery(s.uuid, s.method, url, dict(fields), headers, attempt, status, error, sent_at)
@@ -569,6 +597,6 @@ def _country(number: str) -> str | None:
     if not phonenumbers.is_possible_number(parsed):
         return None
     region = phonenumbers.region_code_for_number(parsed)
-    if not region or region == "ZZ":
+    if (not region or region == "ZZ") and parsed.country_code:
         region = phonenumbers.region_code_for_country_code(parsed.country_code)
-    return None if region == "ZZ" else region
+    return None if not region or region == "ZZ" else region
