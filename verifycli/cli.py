@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn, TypeVar
 
 import typer
 
@@ -14,7 +14,13 @@ from verifycli import __version__
 from verifycli.errors import ConfigError, ExitCode, VerifyCliError
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from verifycli.config import Settings
+    from verifycli.flows import Running
+    from verifycli.listener import Sink
+    from verifycli.send import CodeSource, Outcome, Status, Tracker
+    from verifycli.ui import LiveView
 
 T = TypeVar("T")
 
@@ -30,6 +36,13 @@ events_app = typer.Typer(help="Stored callbacks: list them, or show one whole.")
 app.add_typer(events_app, name="events")
 
 _state = {"debug": False}
+
+
+class FlowHooks(NamedTuple):
+    """Callbacks a flow makes into the view: listener ready, session created."""
+
+    ready: Callable[[Running], None]
+    session: Callable[[str], None]
 
 
 def _version(value: bool) -> None:
@@ -159,8 +172,8 @@ def listen(
 
     def action() -> ExitCode:
         from verifycli.config import load_settings
-        from verifycli.flows import Running, Where, run_listen
-        from verifycli.listener import ListenOptions, Sink
+        from verifycli.flows import Where, run_listen
+        from verifycli.listener import ListenOptions
         from verifycli.tunnel import check_public_url
         from verifycli.ui import Header, JsonLines, LiveView, human_console
 
@@ -258,6 +271,233 @@ def load_settings_for(store: Path | None) -> Settings:
 
 
 # -- send and demo -------------------------------------------------------------------------
+
+ChannelOpt = Annotated[str, typer.Option("--channel", help="sms or voice.")]
+AutoOpt = Annotated[bool, typer.Option("--auto", help="Type the simulated phone's code yourself.")]
+
+
+def _follow_session(
+    json_out: bool,
+    run_flow: Callable[
+        [list[Sink], Tracker, CodeSource | None, FlowHooks], Coroutine[Any, Any, Outcome]
+    ],
+    status: Status,
+    store_path: str,
+    codes: Callable[[LiveView], CodeSource | None],
+    note: str = "",
+) -> ExitCode:
+    """Shared by send and demo: the live view with the session panel, then the summary."""
+    from verifycli.send import Tracker
+    from verifycli.ui import Header, JsonLines, LiveView, human_console, print_summary
+
+    console = human_console(json_out)
+    header = Header(store_path=store_path, note=note)
+    view = LiveView(console, header, session=status)
+    tracker = Tracker(status, JsonLines() if json_out else None)
+
+    def ready(running: Running) -> None:
+        stats = running.listener.stats
+        header.local_url = running.listener.local_url
+        header.public_url = running.public_url if running.tunnel_kind != "none" else None
+        header.counts = lambda: {
+            "received": stats.received,
+            "valid": stats.valid,
+            "invalid": stats.invalid,
+            "retries": stats.retries,
+        }
+        view.start()
+
+    def bound(session_uuid: str) -> None:
+        view.session_filter = session_uuid
+
+    try:
+        outcome = asyncio.run(run_flow([view], tracker, codes(view), FlowHooks(ready, bound)))
+    finally:
+        view.stop()
+    print_summary(console, status, outcome.message, outcome.code == ExitCode.OK)
+    return outcome.code
+
+
+def _prompt_codes(view: LiveView) -> CodeSource:
+    from verifycli.send import PromptCode
+    from verifycli.ui import ask_code
+
+    return PromptCode(lambda attempt: ask_code(view.console, attempt, 3), view.pause, view.resume)
+
+
+@app.command()
+def send(
+    recipient: Annotated[
+        str, typer.Argument(help="Phone number in E.164 form, e.g. +14155550100.")
+    ],
+    channel: ChannelOpt = "sms",
+    app_uuid: Annotated[
+        str | None,
+        typer.Option("--app-uuid", help="Verify application [env: PLIVO_VERIFY_APP_UUID]."),
+    ] = None,
+    locale: Annotated[
+        str | None, typer.Option("--locale", help="Language of the message, e.g. en.")
+    ] = None,
+    brand_name: Annotated[
+        str | None, typer.Option("--brand-name", help="Brand in the message.")
+    ] = None,
+    code_length: Annotated[
+        int | None, typer.Option("--code-length", help="Digits in the code, 4 to 8.")
+    ] = None,
+    method: Annotated[
+        str, typer.Option("--method", help="How Plivo calls back: POST or GET.")
+    ] = "POST",
+    path: Annotated[
+        str, typer.Option("--path", help="Path of the callback URL.")
+    ] = "/verify/callback",
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 0,
+    public_url: PublicUrlOpt = None,
+    no_tunnel: NoTunnelOpt = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    respond_status: RespondOpt = 200,
+    fail_rate: FailRateOpt = 0.0,
+    forward_to: ForwardOpt = None,
+    answer_from_forward: AnswerFromForwardOpt = False,
+    otp: Annotated[
+        str | None, typer.Option("--otp", help="Validate this code instead of asking.")
+    ] = None,
+    no_prompt: Annotated[
+        bool, typer.Option("--no-prompt", help="Ask no code: succeed once delivered.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Give up after this many seconds.")
+    ] = 600.0,
+) -> None:
+    """Send a code with Plivo Verify and follow its status callbacks to the end."""
+
+    def action() -> ExitCode:
+        from verifycli.config import load_settings
+        from verifycli.flows import Where
+        from verifycli.listener import ListenOptions
+        from verifycli.send import FixedCode, SendRequest, Status, run_send
+        from verifycli.tunnel import check_public_url
+
+        settings = load_settings().with_store(store)
+        request = SendRequest(
+            recipient=recipient,
+            channel=channel,
+            app_uuid=app_uuid or settings.app_uuid,
+            locale=locale,
+            brand_name=brand_name,
+            code_length=code_length,
+            method=method,
+            path=path,
+            timeout=timeout,
+        )
+        if otp is not None and no_prompt:
+            raise ConfigError("--otp and --no-prompt do not go together: pick one")
+        options = ListenOptions(
+            host=host,
+            port=port,
+            respond_status=respond_status,
+            fail_rate=fail_rate,
+            forward_to=forward_to,
+            answer_from_forward=answer_from_forward,
+        )
+        where = Where(
+            public_url=check_public_url(public_url) if public_url else None, no_tunnel=no_tunnel
+        )
+        # Credentials are checked before anything starts.
+        from verifycli.config import check_auth_id, require_token
+
+        check_auth_id(settings.auth_id)
+        require_token(settings.auth_token)
+
+        def flow(
+            sinks: list[Sink], tracker: Tracker, codes: CodeSource | None, hooks: FlowHooks
+        ) -> Coroutine[Any, Any, Outcome]:
+            return run_send(
+                settings,
+                request,
+                options,
+                where,
+                sinks,
+                tracker,
+                codes,
+                on_ready=hooks.ready,
+                on_session=hooks.session,
+            )
+
+        def codes(view: LiveView) -> CodeSource | None:
+            if no_prompt:
+                return None
+            return FixedCode(otp) if otp is not None else _prompt_codes(view)
+
+        status = Status(request.recipient, request.channel)
+        return _follow_session(json_out, flow, status, str(settings.store_path), codes)
+
+    raise typer.Exit(run(action))
+
+
+@app.command()
+def demo(
+    auto: AutoOpt = False,
+    channel: ChannelOpt = "sms",
+    scenario: Annotated[
+        str,
+        typer.Option(
+            "--scenario", help="delivered, undelivered, failed, no-answer, expired or retries."
+        ),
+    ] = "delivered",
+    recipient: Annotated[
+        str, typer.Option("--recipient", help="The made-up phone number.")
+    ] = "+14155550100",
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help="SQLite file for the demo's callbacks [default: demo.sqlite3, user data dir].",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the whole send flow against the built-in Plivo simulator: no account, no network."""
+
+    def action() -> ExitCode:
+        from verifycli.demo import check_scenario, demo_store_path, run_demo
+        from verifycli.send import SendRequest, Status
+        from verifycli.ui import phone_message
+
+        chosen = check_scenario(scenario)
+        request = SendRequest(recipient=recipient, channel=channel, brand_name="verifycli demo")
+        path = store or demo_store_path()
+        status = Status(request.recipient, request.channel)
+        shown: list[LiveView] = []
+
+        def flow(
+            sinks: list[Sink], tracker: Tracker, codes: CodeSource | None, hooks: FlowHooks
+        ) -> Coroutine[Any, Any, Outcome]:
+            return run_demo(
+                chosen,
+                request,
+                path,
+                sinks,
+                tracker,
+                codes,
+                on_message=lambda to, text: phone_message(shown[0].console, to, text),
+                on_ready=hooks.ready,
+                on_session=hooks.session,
+                auto=auto,
+            )
+
+        def codes(view: LiveView) -> CodeSource | None:
+            shown.append(view)
+            return None if auto else _prompt_codes(view)
+
+        note = f"demo: simulated Plivo, scenario {chosen}" + (
+            ", code typed for you" if auto else ""
+        )
+        return _follow_session(json_out, flow, status, str(path), codes, note)
+
+    raise typer.Exit(run(action))
 
 
 def main() -> None:

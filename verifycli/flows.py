@@ -35,7 +35,7 @@ class Running:
     store: EventStore
     public_url: str
     tunnel_kind: str
-    tunnel_alive: list[bool] = field(default_factory=lambda: [True])
+    tunnel_died: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def checker_for(settings: Settings) -> Checker:
@@ -91,7 +91,7 @@ async def _watch_tunnel(tunnel: object, running: Running, sinks: list[Sink]) -> 
     while True:
         await asyncio.sleep(TUNNEL_WATCH_SECONDS)
         if not alive():
-            running.tunnel_alive[0] = False
+            running.tunnel_died.set()
             for sink in sinks:
                 sink.warn(
                     "the ngrok tunnel died: Plivo can no longer reach this listener; "

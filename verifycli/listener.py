@@ -61,6 +61,7 @@ class ListenOptions:
     port: int = 8080
     respond_status: int = 200
     fail_rate: float = 0.0
+    fail_first: bool = False
     reject_invalid: bool = False
     max_body: int = DEFAULT_MAX_BODY
     forward_to: str | None = None
@@ -162,6 +163,8 @@ class Listener:
     def _policy(self, event: CallbackEvent) -> int:
         if self.options.reject_invalid and event.signature.verdict in ("invalid", "replayed"):
             return 403
+        if self.options.fail_first and event.retry_of is None:
+            return 500
         if self.options.fail_rate and self.rng() < self.options.fail_rate:
             return 500
         return self.options.respond_status

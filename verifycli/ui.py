@@ -7,9 +7,9 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -19,6 +19,9 @@ from rich.table import Table
 from rich.text import Text
 
 from verifycli.callbacks import CallbackEvent
+
+if TYPE_CHECKING:
+    from verifycli.send import Status
 
 GOOD = {"delivered", "completed", "verified", "valid"}
 BAD = {"failed", "undelivered", "no-answer", "expired", "invalid", "replayed", "busy"}
@@ -167,19 +170,6 @@ class Header:
     counts: Callable[[], dict[str, int]] = dict
 
 
-@dataclass
-class SessionState:
-    """The send flow's panel: one Verify session followed to its end."""
-
-    recipient: str
-    channel: str
-    session_uuid: str = ""
-    state: str = "starting"
-    started: float = 0.0
-    clock: Callable[[], float] = lambda: 0.0
-    timeline: list[tuple[str, str]] = field(default_factory=list)
-
-
 def _header_panel(header: Header) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -198,14 +188,14 @@ def _header_panel(header: Header) -> Panel:
     return Panel(grid, title="verifycli", title_align="left", border_style="blue")
 
 
-def _session_panel(state: SessionState) -> Panel:
+def _session_panel(state: Status) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
     grid.add_row("recipient", state.recipient)
     grid.add_row("channel", state.channel)
     grid.add_row("session", state.session_uuid or "…")
-    grid.add_row("elapsed", f"{max(0.0, state.clock() - state.started):.1f} s")
+    grid.add_row("elapsed", f"{state.elapsed():.1f} s")
     grid.add_row("state", Text(state.state, style=tone(state.state) or "bold"))
     return Panel(grid, title="Verify session", title_align="left", border_style="magenta")
 
@@ -218,7 +208,7 @@ class LiveView:
         console: Console,
         header: Header,
         session_filter: str | None = None,
-        session: SessionState | None = None,
+        session: Status | None = None,
         max_rows: int | None = None,
     ) -> None:
         self.console = console
@@ -377,14 +367,48 @@ def print_event_detail(console: Console, event: CallbackEvent, chain: list[int])
         )
 
 
-def print_summary(console: Console, state: SessionState, outcome: str, ok: bool) -> None:
-    table = Table(title=f"session {state.session_uuid}", title_justify="left", show_edge=False)
-    table.add_column("time")
+def print_summary(console: Console, state: Status, outcome: str, ok: bool) -> None:
+    """The one-screen ending of send: the session's timeline, then the outcome."""
+    console.print(
+        Text.assemble(
+            ("session ", "bold"),
+            state.session_uuid or "(not created)",
+            f"  {state.recipient} · {state.channel}",
+        )
+    )
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("time (UTC)")
     table.add_column("status")
     for when, what in state.timeline:
         table.add_row(when, Text(what, style=tone(what.split()[-1])))
     console.print(table)
-    console.print(Text(outcome, style="bold green" if ok else "bold red"))
+    mark = "✓" if ok else "✗"
+    console.print(
+        Text(
+            f"{mark} {outcome}  ({state.elapsed():.1f} s)", style="bold green" if ok else "bold red"
+        )
+    )
+
+
+def ask_code(console: Console, attempt: int, tries: int) -> str | None:
+    """Ask for the code, hidden; None when there is no one to answer."""
+    from rich.prompt import Prompt
+
+    suffix = f" (try {attempt} of {tries})" if tries > 1 else ""
+    return Prompt.ask(f"code{suffix}", console=console, password=True)
+
+
+def phone_message(console: Console, recipient: str, text: str) -> None:
+    """The demo's simulated phone: what the recipient would see or hear."""
+    console.print(
+        Panel(
+            Text(text, style="bold"),
+            title=f"📱 {recipient}",
+            title_align="left",
+            border_style="green",
+            expand=False,
+        )
+    )
 
 
 def print_record(record: dict[str, Any]) -> None:
