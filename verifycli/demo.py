@@ -16,6 +16,7 @@ from verifycli.simulator import (
     DEMO_AUTH_ID,
     DEMO_AUTH_TOKEN,
     DEMO_RECIPIENT,
+    RETRY_DELAYS,
     SCENARIOS,
     Scenario,
     Simulator,
@@ -92,7 +93,7 @@ async def run_demo(
             )
         options = ListenOptions(host="127.0.0.1", port=0, fail_first=scenario == "retries")
         if scenario == "retries":
-            request = replace(request, verified_wait=max(request.verified_wait, 60 * factor * 2))
+            request = replace(request, linger=sum(RETRY_DELAYS) * factor + 5.0)
         return await run_send(
             settings,
             request,

@@ -60,6 +60,8 @@ class SendRequest:
     path: str = "/verify/callback"
     timeout: float = 600.0
     verified_wait: float = 10.0
+    # After the outcome, keep listening up to this long for retries Plivo still owes.
+    linger: float = 0.0
 
     def __post_init__(self) -> None:
         self.recipient = check_recipient(self.recipient)
@@ -111,6 +113,9 @@ class Tracker:
         self.failed = asyncio.Event()
         self.verified = asyncio.Event()
         self.failure = ""
+        # Callbacks answered non-2xx whose retry has not been answered 2xx yet.
+        self.owed: set[tuple[str, str, str]] = set()
+        self.settled = asyncio.Event()
 
     def bind(self, session_uuid: str) -> None:
         """Follow this session; callbacks that raced ahead of the API's answer are kept."""
@@ -128,6 +133,7 @@ class Tracker:
         self.events.append(event)
         if self.emit is not None:
             self.emit.event(event)
+        self._count_owed(event)
         if event.retry_of is not None:
             return
         channel_status = event.plivo("channel_status") or ""
@@ -153,6 +159,19 @@ class Tracker:
             self.failed.set()
         if session_status == "verified":
             self.verified.set()
+
+    def _count_owed(self, event: CallbackEvent) -> None:
+        key = event.retry_key
+        if key is None:
+            return
+        if 200 <= (event.response_status or 0) < 300:
+            self.owed.discard(key)
+        else:
+            self.owed.add(key)
+        if self.owed:
+            self.settled.clear()
+        else:
+            self.settled.set()
 
     def warn(self, message: str) -> None:
         """The live view shows warnings; the tracker only follows the session."""
@@ -331,7 +350,7 @@ async def run_send(
             if on_session is not None:
                 on_session(uuid)
             try:
-                return await asyncio.wait_for(
+                outcome = await asyncio.wait_for(
                     follow(api, request, tracker, codes, running.tunnel_died), request.timeout
                 )
             except asyncio.TimeoutError:
@@ -339,5 +358,8 @@ async def run_send(
                     ExitCode.FLOW_FAILED,
                     f"timed out after {request.timeout:g} s (last state: {tracker.status.state})",
                 )
+            if request.linger and tracker.owed:
+                await _first(asyncio.sleep(request.linger), tracker.settled)
+            return outcome
     finally:
         api.close()

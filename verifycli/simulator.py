@@ -198,6 +198,7 @@ class Simulator:
         *,
         expiry_seconds: float = 30.0,
         callback_timeout: float = 10.0,
+        resolve: Callable[[str], str] | None = None,
     ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
@@ -209,6 +210,9 @@ class Simulator:
         self.on_message = on_message
         self.expiry_seconds = expiry_seconds
         self.callback_timeout = callback_timeout
+        # Where a callback URL really goes: a public tunnel host cannot resolve offline, so
+        # tests route it to the tunnel's loopback side; signatures still cover `url`.
+        self.resolve = resolve
         self.deliveries: list[Delivery] = []
         self._token = auth_token
         self._main_token = main_auth_token
@@ -572,7 +576,7 @@ class Simulator:
         try:
             async with self._http.request(
                 s.method,
-                URL(url, encoded=True),
+                URL(self.resolve(url) if self.resolve else url, encoded=True),
                 data=fields if s.method == "POST" else None,
                 headers=headers,
                 allow_redirects=False,
