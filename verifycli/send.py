@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Protocol
 
 from verifycli.callbacks import CallbackEvent
@@ -181,7 +182,8 @@ class CodeSource:
     """Where codes come from: a prompt, --otp, or the demo's simulated phone."""
 
     tries = 1
-    wait_for_delivery = True
+    # Seconds to wait for the code to be delivered before asking for it.
+    delivery_wait = float("inf")
 
     async def code(self, attempt: int) -> str | None:
         raise NotImplementedError
@@ -201,7 +203,8 @@ class PromptCode(CodeSource):
     """Ask the person, hidden, up to three times; the live view pauses while they type."""
 
     tries = 3
-    wait_for_delivery = False
+    # A phone can show the SMS before Plivo reports it delivered: ask after a short while.
+    delivery_wait = 15.0
 
     def __init__(
         self,
@@ -241,20 +244,21 @@ def _settle(future: asyncio.Future[str | None], value: str | None) -> None:
 
 
 async def _first(work: Awaitable[object], *events: asyncio.Event) -> bool:
-    """Wait for `work` or any of `events`; True when `work` finished first."""
+    """Wait for `work` or any of `events`; True when `work` finished first (its errors raise)."""
     task = asyncio.ensure_future(work)
     waiters = [asyncio.ensure_future(e.wait()) for e in events]
     try:
-        done, _ = await asyncio.wait([task, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([task, *waiters], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for waiter in waiters:
-            waiter.cancel()
-    if task in done:
-        return True
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return False
+        pending = [f for f in (task, *waiters) if not f.done()]
+        for future in pending:
+            future.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+    if task.cancelled():
+        return False
+    task.result()
+    return True
 
 
 class Validator(Protocol):
@@ -278,8 +282,10 @@ async def follow(
         return _stopped(tracker, tunnel_died) or Outcome(
             ExitCode.OK, f"delivered to {request.recipient}; no code asked (--no-prompt)"
         )
-    if codes.wait_for_delivery:
-        await _first(tracker.heard.wait(), *stoppers)
+    if codes.delivery_wait > 0:
+        limit = None if codes.delivery_wait == float("inf") else codes.delivery_wait
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(_first(tracker.heard.wait(), *stoppers), limit)
         if stopped := _stopped(tracker, tunnel_died):
             return stopped
     for attempt in range(1, codes.tries + 1):
@@ -299,7 +305,8 @@ async def follow(
             note = "" if tracker.verified.is_set() else " (the verified callback has not arrived)"
             return Outcome(ExitCode.OK, f"verified: the code was right{note}")
         tracker.status.state = f"wrong code ({attempt}/{codes.tries})"
-        tracker.status.timeline.append((time.strftime("%H:%M:%S"), "wrong code"))
+        now = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        tracker.status.timeline.append((now, "wrong code"))
     tries = f" ({codes.tries} tries)" if codes.tries > 1 else ""
     return Outcome(ExitCode.FLOW_FAILED, f"wrong code{tries}: the session was not verified")
 
@@ -327,9 +334,11 @@ async def run_send(
     on_session: Callable[[str], None] | None = None,
 ) -> Outcome:
     """The whole of `send`: store → listener → tunnel → create → follow; all closed after."""
-    from verifycli.verify_api import VerifyApi
+    from verifycli.verify_api import API_TIMEOUT, VerifyApi
 
-    api = VerifyApi(settings.auth_id, settings.auth_token, settings.api_url)
+    # A hung API call gives up within --timeout too, not only the wait for callbacks.
+    timeout = min(API_TIMEOUT, request.timeout)
+    api = VerifyApi(settings.auth_id, settings.auth_token, settings.api_url, timeout)
     try:
         async with running_listener(settings, options, where, [*sinks, tracker]) as running:
             if on_ready is not None:
