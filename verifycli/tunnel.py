@@ -299,6 +299,24 @@ def _quiet_pyngrok(secrets: Iterable[str]) -> None:
 
 
 @contextlib.contextmanager
+def _agent_environment(authtoken: str | None) -> Iterator[None]:
+    """NGROK_AUTHTOKEN set (or unset) in the environment the agent inherits, only while
+    pyngrok starts it; called under _stderr_lock, so no two starts mix their tokens."""
+    saved = os.environ.get("NGROK_AUTHTOKEN")
+    if authtoken:
+        os.environ["NGROK_AUTHTOKEN"] = authtoken
+    else:
+        os.environ.pop("NGROK_AUTHTOKEN", None)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("NGROK_AUTHTOKEN", None)
+        else:
+            os.environ["NGROK_AUTHTOKEN"] = saved
+
+
+@contextlib.contextmanager
 def _agent_stderr_discarded() -> Iterator[None]:
     """Point fd 2 at the null device while pyngrok spawns the agent, which inherits it.
 
@@ -344,6 +362,9 @@ def _open_ngrok(
     )
     secrets = {s for s in (config.auth_token, config.api_key) if s}
     _quiet_pyngrok(secrets)
+    # pyngrok would pass the token as `--authtoken TOKEN`, on a command line every local user
+    # can read (ps); the agent reads NGROK_AUTHTOKEN from the environment it inherits instead.
+    agent_token, config.auth_token = config.auth_token, None
 
     missing = not os.path.exists(config.ngrok_path)
     try:
@@ -366,7 +387,7 @@ def _open_ngrok(
     # and the agent API path built from it cannot address the tunnel to take it down.
     name = f"verifycli-{uuid.uuid4().hex[:12]}"
     try:
-        with watch, _agent_stderr_discarded():
+        with watch, _agent_stderr_discarded(), _agent_environment(agent_token):
             created = ngrok.connect(upstream, "http", name=name, pyngrok_config=config)
         process = watch.process or _registered(config.ngrok_path)
         if process is None or created.public_url is None:
@@ -383,9 +404,13 @@ def _open_ngrok(
                 url,
             )
     except BaseException as exc:
-        _end_agent(config, watch.process)
+        # Described before the agent ends: the reason may still be unread in its pipe.
+        described = None
         if isinstance(exc, Exception) and not isinstance(exc, TunnelError):
-            raise TunnelError(_describe(exc, watch, config, secrets)) from None
+            described = _describe(exc, watch, config, secrets)
+        _end_agent(config, watch.process)
+        if described is not None:
+            raise TunnelError(described) from None
         raise
     return Tunnel(url.rstrip("/"), "ngrok", agent=_Agent(config, process, created.public_url))
 
@@ -396,6 +421,13 @@ def _describe(
     from pyngrok.exception import PyngrokNgrokError, PyngrokNgrokHTTPError, PyngrokNgrokURLError
 
     hint = ""
+    if (
+        type(exc) is PyngrokNgrokError
+        and not exc.ngrok_error
+        and watch.process is not None
+        and (late := _late_error(watch.process))
+    ):
+        exc = PyngrokNgrokError(str(exc), exc.ngrok_logs, late)
     if isinstance(exc, PyngrokNgrokHTTPError):
         what = f"the ngrok agent refused the tunnel: {_api_error(exc.body) or exc.status_code}"
     elif isinstance(exc, PyngrokNgrokURLError):
@@ -421,6 +453,28 @@ def _describe(
         what = f"ngrok failed: {_reason(exc, secrets)}"
     message = f"{what}; {hint + ', or ' if hint else ''}{WAY_OUT}"
     return _scrub(" ".join(message.split()), secrets)
+
+
+def _late_error(process: NgrokProcess) -> str | None:
+    """The error an agent logged just before it exited, when pyngrok stopped reading first.
+
+    pyngrok's startup loop gives up as soon as the process has exited, which can be before
+    it has read the error lines still in the pipe.
+    """
+    from pyngrok.log import NgrokLog
+
+    stdout = process.proc.stdout
+    if stdout is None or process.proc.poll() is None:
+        return None
+    try:
+        rest = stdout.read()
+    except (OSError, ValueError):
+        return None
+    for line in rest.splitlines():
+        log = NgrokLog(line)
+        if log.lvl in ("ERROR", "CRITICAL") and log.err:
+            return log.err
+    return None
 
 
 def _api_error(body: str) -> str:
