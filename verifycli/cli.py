@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn, TypeVar
 
 import typer
+import typer.core
 
 from verifycli import __version__
 from verifycli.errors import ConfigError, ExitCode, VerifyCliError
@@ -20,12 +23,24 @@ if TYPE_CHECKING:
     from verifycli.flows import Running
     from verifycli.listener import Sink
     from verifycli.send import CodeSource, Outcome, Status, Tracker
-    from verifycli.ui import LiveView
+    from verifycli.ui import Header, LiveView
 
 T = TypeVar("T")
 
+COMMAND_ORDER = ("send", "demo", "listen", "events", "export", "replay", "trigger", "doctor")
+
+
+class _Ordered(typer.core.TyperGroup):
+    """Lists commands in the order a newcomer needs them, not the order they are defined."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: COMMAND_ORDER.index(n) if n in COMMAND_ORDER else 99)
+
+
 app = typer.Typer(
     name="verifycli",
+    cls=_Ordered,
     help="Watch, check and keep Plivo Verify status callbacks.",
     no_args_is_help=True,
     add_completion=False,
@@ -63,6 +78,14 @@ def _root(
     _state["debug"] = debug
 
 
+def _show_running(header: Header, view: LiveView, running: Running) -> None:
+    """Fill the header panel from a listener that is up, then start the live view."""
+    header.local_url = running.listener.local_url
+    header.public_url = running.public_url if running.tunnel_kind != "none" else None
+    header.counts = running.listener.stats.shown
+    view.start()
+
+
 def _fail(message: str, code: int) -> NoReturn:
     from verifycli.ui import print_error
 
@@ -98,7 +121,7 @@ StoreOpt = Annotated[
     Path | None,
     typer.Option(
         "--store",
-        help="SQLite file of captured callbacks [env: VERIFYCLI_STORE; default: user data dir].",
+        help="SQLite file of captured callbacks (env VERIFYCLI_STORE; default: user data dir).",
         show_default=False,
     ),
 ]
@@ -131,6 +154,10 @@ FailRateOpt = Annotated[
         "--fail-rate", help="Answer 500 to this share (0..1) of callbacks, to see retries."
     ),
 ]
+FailFirstOpt = Annotated[
+    bool,
+    typer.Option("--fail-first", help="Answer 500 to every first delivery, 200 to its retries."),
+]
 RejectOpt = Annotated[
     bool,
     typer.Option(
@@ -162,6 +189,7 @@ def listen(
     json_out: JsonOpt = False,
     respond_status: RespondOpt = 200,
     fail_rate: FailRateOpt = 0.0,
+    fail_first: FailFirstOpt = False,
     reject_invalid: RejectOpt = False,
     max_body: MaxBodyOpt = 1024 * 1024,
     session: SessionOpt = None,
@@ -183,6 +211,7 @@ def listen(
             port=port,
             respond_status=respond_status,
             fail_rate=fail_rate,
+            fail_first=fail_first,
             reject_invalid=reject_invalid,
             max_body=max_body,
             forward_to=forward_to,
@@ -198,20 +227,11 @@ def listen(
         if json_out:
             sinks.append(JsonLines(session_filter=session))
 
+        if not settings.auth_token:
+            header.note = "PLIVO_AUTH_TOKEN is not set: signatures are not checked"
+
         def ready(running: Running) -> None:
-            stats = running.listener.stats
-            header.local_url = running.listener.local_url
-            header.public_url = running.public_url if running.tunnel_kind != "none" else None
-            if not settings.auth_token:
-                header.note = "PLIVO_AUTH_TOKEN is not set: signatures are not checked"
-            header.counts = lambda: {
-                "received": stats.received,
-                "valid": stats.valid,
-                "invalid": stats.invalid,
-                "retries": stats.retries,
-                "write errors": stats.write_errors,
-            }
-            view.start()
+            _show_running(header, view, running)
 
         try:
             return asyncio.run(run_listen(settings, options, where, sinks, on_ready=ready))
@@ -231,20 +251,25 @@ def export(
         Path | None, typer.Option("--output", "-o", help="File to write; default stdout.")
     ] = None,
     session: SessionOpt = None,
+    status: StatusOpt = None,
+    verdict: VerdictOpt = None,
     since: SinceOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="Only the newest N; 0 exports all.")] = 0,
 ) -> None:
     """Write stored callbacks as JSON, JSON Lines or CSV, streaming."""
 
     def action() -> None:
         from verifycli import export as exporter
-        from verifycli.store import Filters, StoreReader
+        from verifycli.store import StoreReader
 
         if fmt not in exporter.FORMATS:
             raise ConfigError(f"--format must be one of json, jsonl, csv, not {fmt!r}")
+        if limit < 0:
+            raise ConfigError(f"--limit must be 0 (all) or more, not {limit}")
         settings = load_settings_for(store)
         reader = StoreReader(settings.store_path)
-        filters = Filters(session=session, since=exporter.parse_since(since) if since else None)
-        lines = reader.iter_json(filters)
+        filters = _filters(session, status, verdict, since)
+        lines = reader.iter_json(filters, limit or None)
         if output is None:
             exporter.write(lines, fmt, sys.stdout)
             return
@@ -268,6 +293,296 @@ def load_settings_for(store: Path | None) -> Settings:
 
 
 # -- work with what was caught: events, replay, trigger, doctor ------------------------------
+
+if TYPE_CHECKING:
+    from verifycli.callbacks import CallbackEvent
+    from verifycli.store import Filters
+
+VERDICTS = ("valid", "invalid", "unsigned", "unchecked", "replayed")
+
+StatusOpt = Annotated[
+    str | None,
+    typer.Option("--status", help="Only this ChannelStatus (queued, sent, delivered, failed, …)."),
+]
+VerdictOpt = Annotated[
+    str | None,
+    typer.Option("--verdict", help=f"Only this signature verdict: {', '.join(VERDICTS)}."),
+]
+LimitOpt = Annotated[int, typer.Option("--limit", help="Show the newest N; 0 shows all.")]
+ToOpt = Annotated[
+    str, typer.Option("--to", help="URL to send to: your handler.", show_default=False)
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for each answer.")]
+
+
+def _filters(
+    session: str | None, status: str | None, verdict: str | None, since: str | None
+) -> Filters:
+    from verifycli.export import parse_since
+    from verifycli.store import Filters
+
+    if verdict is not None and verdict not in VERDICTS:
+        raise ConfigError(f"--verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
+    return Filters(
+        session=session,
+        status=status,
+        verdict=verdict,
+        since=parse_since(since) if since else None,
+    )
+
+
+@events_app.callback(invoke_without_command=True)
+def events(
+    ctx: typer.Context,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    session: SessionOpt = None,
+    status: StatusOpt = None,
+    verdict: VerdictOpt = None,
+    since: SinceOpt = None,
+    limit: LimitOpt = 50,
+) -> None:
+    """List stored callbacks, newest last; `events show ID` shows one whole."""
+    if ctx.invoked_subcommand is not None:
+        # `events --store X show 7` means event 7 of X: hand the group's options down.
+        ctx.obj = {"store": store, "json": json_out}
+        return
+
+    def action() -> None:
+        from verifycli.store import StoreReader
+        from verifycli.ui import human_console, print_events
+
+        if limit < 0:
+            raise ConfigError(f"--limit must be 0 (all) or more, not {limit}")
+        settings = load_settings_for(store)
+        filters = _filters(session, status, verdict, since)
+        reader = StoreReader(settings.store_path)
+        cap = limit or None
+        console = human_console(json_out)
+        if json_out:
+            written = 0
+            for line in reader.iter_json(filters, cap):
+                sys.stdout.write(line + "\n")
+                written += 1
+            if not written:
+                print_events(console, [], str(settings.store_path), stored=reader.count())
+            return
+        shown = list(reader.iter_events(filters, cap))
+        full = cap is not None and len(shown) == cap
+        print_events(
+            console,
+            shown,
+            str(settings.store_path),
+            stored=None if shown else reader.count(),
+            matched=reader.count(filters) if full else len(shown),
+        )
+
+    run(action)
+
+
+@events_app.command("show")
+def events_show(
+    ctx: typer.Context,
+    event_id: Annotated[
+        int, typer.Argument(metavar="ID", help="The event's # in `verifycli events`.")
+    ],
+    store: StoreOpt = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="The stored record as one JSON object on stdout.")
+    ] = False,
+) -> None:
+    """One stored callback whole: request, headers, body, Plivo fields, signature diagnosis."""
+    parent = ctx.obj if isinstance(ctx.obj, dict) else {}
+    path = store or parent.get("store")
+    as_json = json_out or bool(parent.get("json"))
+
+    def action() -> None:
+        from verifycli.store import StoreReader
+        from verifycli.ui import human_console, print_event_detail, print_record
+
+        reader = StoreReader(load_settings_for(path).store_path)
+        event = reader.get(event_id)
+        if as_json:
+            print_record(event.to_record())
+            return
+        print_event_detail(human_console(False), event, reader.chain(event))
+
+    run(action)
+
+
+@app.command()
+def replay(
+    to: ToOpt,
+    event_id: Annotated[
+        int | None,
+        typer.Argument(metavar="ID", help="The stored event to send again.", show_default=False),
+    ] = None,
+    all_events: Annotated[
+        bool, typer.Option("--all", help="Every stored callback of --session, oldest first.")
+    ] = False,
+    session: Annotated[
+        str | None, typer.Option("--session", help="With --all: the session (SessionUUID).")
+    ] = None,
+    store: StoreOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Send a stored callback again: same method, body, content type and signature headers."""
+
+    def action() -> ExitCode:
+        from urllib.parse import urlsplit
+
+        from verifycli import relay
+        from verifycli.errors import EventNotFound
+        from verifycli.store import Filters, StoreReader
+        from verifycli.ui import human_console, print_answer, print_note
+
+        if all_events == (event_id is not None):
+            raise ConfigError("give the ID of one event, or --all --session UUID; not both")
+        if all_events and not session:
+            raise ConfigError("--all needs --session UUID: the session whose callbacks to send")
+        if session and not all_events:
+            raise ConfigError("--session goes with --all; to replay one event give its ID only")
+        if timeout <= 0:
+            raise ConfigError("--timeout must be more than 0 seconds")
+        target = relay.check_target(to, "--to")
+        reader = StoreReader(load_settings_for(store).store_path)
+        if event_id is not None:
+            chosen = [reader.get(event_id)]
+        else:
+            chosen = list(reader.iter_events(Filters(session=session)))
+            if not chosen:
+                raise EventNotFound(
+                    f"no stored callbacks of session {session} in {reader.path}; "
+                    "`verifycli events` lists what is stored"
+                )
+        console = human_console(False)
+
+        def shown(event: CallbackEvent, outcome: relay.Outcome) -> None:
+            what = event.plivo("channel_status") or event.path
+            where = target + (" (with its query)" if event.query else "")
+            print_answer(console, f"#{event.id} {event.method} {what} → {where}", outcome)
+
+        outcomes = asyncio.run(relay.replay(chosen, target, timeout, shown))
+        if len(chosen) > 1:
+            good = sum(o.ok for o in outcomes)
+            unsent = len(chosen) - len(outcomes)
+            tail = f"; {unsent} not sent after the connection failed" if unsent else ""
+            print_note(f"{good} of {len(chosen)} answered 2xx{tail}", console)
+
+        def base(url: str) -> str:
+            parts = urlsplit(url)
+            return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+        # A refusal is most often the handler's signature check, made for a URL it now is not.
+        refused = any(o.status is not None and 400 <= o.status < 500 for o in outcomes)
+        signed = next((e for e in chosen if e.signature.verdict != "unsigned"), None)
+        if refused and signed is not None and base(signed.url) != base(target):
+            print_note(
+                f"note: these signatures were made for {base(signed.url)}; a handler that checks "
+                "them against its own URL refuses them (`verifycli trigger` signs for --to)",
+                console,
+            )
+        done = len(outcomes) == len(chosen) and all(o.ok for o in outcomes)
+        return ExitCode.OK if done else ExitCode.FLOW_FAILED
+
+    raise typer.Exit(run(action))
+
+
+@app.command()
+def trigger(
+    to: ToOpt,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="ChannelStatus. sms: queued, sent, delivered, failed, undelivered; voice: "
+            "ringing, in-progress, completed, no-answer, failed (default: delivered, completed).",
+            show_default=False,
+        ),
+    ] = None,
+    channel: Annotated[str, typer.Option("--channel", help="sms or voice.")] = "sms",
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session", help="SessionUUID to send (default: a new one).", show_default=False
+        ),
+    ] = None,
+    session_status: Annotated[
+        str, typer.Option("--session-status", help="SessionStatus: in-progress, verified, expired.")
+    ] = "in-progress",
+    method: Annotated[
+        str, typer.Option("--method", help="POST (fields in a form) or GET (in the query).")
+    ] = "POST",
+    scheme: Annotated[
+        str, typer.Option("--scheme", help="Signature headers to send: v3, v2 or all.")
+    ] = "all",
+    count: Annotated[
+        int, typer.Option("--count", help="How many callbacks to send, one after another.")
+    ] = 1,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Send a made-up Verify callback signed with PLIVO_AUTH_TOKEN, to test your own handler."""
+
+    def action() -> ExitCode:
+        from verifycli import relay
+        from verifycli.config import load_settings, require_token
+        from verifycli.trigger import Prepared, TriggerSpec, trigger
+        from verifycli.ui import human_console, print_answer
+
+        spec = TriggerSpec(
+            to=to,
+            status=status,
+            channel=channel,
+            session_uuid=session,
+            session_status=session_status,
+            method=method,
+            scheme=scheme,
+            count=count,
+            timeout=timeout,
+        )
+        settings = load_settings()
+        require_token(settings.auth_token)
+        console = human_console(False)
+
+        def shown(sent: Prepared, outcome: relay.Outcome) -> None:
+            fields = sent.fields
+            label = (
+                f"{sent.method} {fields['ChannelStatus']} ({fields['Channel']}, session "
+                f"{fields['SessionUUID']}, attempt {fields['AttemptSequence']}) signed "
+                f"{', '.join(sent.schemes)} → {spec.to}"
+            )
+            print_answer(console, label, outcome)
+
+        outcomes = asyncio.run(trigger(spec, settings.auth_token, settings.main_auth_token, shown))
+        done = len(outcomes) == spec.count and all(o.ok for o in outcomes)
+        return ExitCode.OK if done else ExitCode.FLOW_FAILED
+
+    raise typer.Exit(run(action))
+
+
+@app.command()
+def doctor(
+    store: StoreOpt = None,
+    port: Annotated[
+        int, typer.Option("--port", help="The port to check is free, as listen would use it.")
+    ] = 8080,
+    online: Annotated[
+        bool, typer.Option("--online", help="Also call the Plivo API once with the credentials.")
+    ] = False,
+) -> None:
+    """Check credentials, .env, ngrok, the store, the port and packages; say what to fix."""
+
+    def action() -> ExitCode:
+        from verifycli.doctor import Machine, diagnose, passed
+        from verifycli.ui import human_console, print_checks
+
+        if not 0 < port <= 65535:
+            raise ConfigError(f"--port must be 1-65535, not {port}")
+        checks = asyncio.run(diagnose(Machine(port=port), store=store, online=online))
+        print_checks(human_console(False), checks)
+        return ExitCode.OK if passed(checks) else ExitCode.USAGE
+
+    raise typer.Exit(run(action))
 
 
 # -- send and demo -------------------------------------------------------------------------
@@ -296,22 +611,25 @@ def _follow_session(
     tracker = Tracker(status, JsonLines() if json_out else None)
 
     def ready(running: Running) -> None:
-        stats = running.listener.stats
-        header.local_url = running.listener.local_url
-        header.public_url = running.public_url if running.tunnel_kind != "none" else None
-        header.counts = lambda: {
-            "received": stats.received,
-            "valid": stats.valid,
-            "invalid": stats.invalid,
-            "retries": stats.retries,
-        }
-        view.start()
+        _show_running(header, view, running)
 
     def bound(session_uuid: str) -> None:
         view.session_filter = session_uuid
 
+    async def until_terminated() -> Outcome:
+        # SIGTERM would otherwise end the process without closing the tunnel and ngrok.
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await run_flow([view], tracker, codes(view), FlowHooks(ready, bound))
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+
     try:
-        outcome = asyncio.run(run_flow([view], tracker, codes(view), FlowHooks(ready, bound)))
+        outcome = asyncio.run(until_terminated())
     finally:
         view.stop()
     print_summary(console, status, outcome.message, outcome.code == ExitCode.OK)
@@ -333,7 +651,7 @@ def send(
     channel: ChannelOpt = "sms",
     app_uuid: Annotated[
         str | None,
-        typer.Option("--app-uuid", help="Verify application [env: PLIVO_VERIFY_APP_UUID]."),
+        typer.Option("--app-uuid", help="Verify application (env PLIVO_VERIFY_APP_UUID)."),
     ] = None,
     locale: Annotated[
         str | None, typer.Option("--locale", help="Language of the message, e.g. en.")
@@ -453,7 +771,7 @@ def demo(
         Path | None,
         typer.Option(
             "--store",
-            help="SQLite file for the demo's callbacks [default: demo.sqlite3, user data dir].",
+            help="SQLite file for the demo's callbacks (default: demo.sqlite3, user data dir).",
             show_default=False,
         ),
     ] = None,

@@ -1,13 +1,19 @@
-"""Sending stored callbacks on: forward (live, to the user's app) and replay (later, by id)."""
+"""Sending callbacks on: forward (live, to the user's app), replay (later, by id), and the
+one HTTP send that trigger shares with both."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from verifycli.callbacks import CallbackEvent
 from verifycli.errors import ConfigError
@@ -29,14 +35,28 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+# aiohttp adds these unless told not to; a relayed request carries only what the sender sent.
+_AUTO_HEADERS = ("Content-Type", "User-Agent", "Accept", "Accept-Encoding")
+BODY_HEAD_BYTES = 2048
+REPLAY_TIMEOUT = 10.0
 
 
 def check_target(url: str, flag: str) -> str:
-    """A forward/replay target must be an absolute http(s) URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{flag} needs an http:// or https:// URL, not {url!r}")
-    return url
+    """A forward/replay/trigger target must be an absolute http(s) URL; ConfigError otherwise."""
+    text = url.strip()
+    example = "like http://127.0.0.1:3000/plivo/verify"
+    if not text or any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ConfigError(f"{flag} needs a URL without spaces, {example}")
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} is not a valid URL: check its host and port") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{flag} needs an http:// or https:// URL, {example}; not {text!r}")
+    if parts.fragment:
+        raise ConfigError(f"{flag} {text!r} must not have a #fragment")
+    return text
 
 
 def target_url(target: str, query: str) -> str:
@@ -46,7 +66,17 @@ def target_url(target: str, query: str) -> str:
     return f"{target}{'&' if '?' in target else '?'}{query}"
 
 
-def end_to_end_headers(headers: dict[str, str]) -> dict[str, str]:
+def wire_url(target: str, query: str = "") -> URL:
+    """The URL to request: the target as yarl quotes it, then `query` byte for byte.
+
+    yarl would otherwise re-quote a received query (%7E becomes ~), and the receiver would
+    no longer see what the sender signed.
+    """
+    base = str(URL(target))
+    return URL(target_url(base, query), encoded=True)
+
+
+def end_to_end_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
 
 
@@ -59,6 +89,11 @@ class Outcome:
     elapsed_ms: float
     error: str | None = None
     body_head: str = ""
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
 
     def to_forward(self) -> dict[str, Any]:
         return {
@@ -69,31 +104,96 @@ class Outcome:
         }
 
 
-async def deliver(
-    session: aiohttp.ClientSession, event: CallbackEvent, url: str, timeout: float
+def _connect_error(exc: aiohttp.ClientConnectorError) -> str:
+    error = exc.os_error
+    why = error.strerror or str(error) or type(error).__name__
+    # asyncio words a refused connect "Connect call failed ('127.0.0.1', 9)", or for a name
+    # with two addresses "Multiple exceptions: [Errno 111] …": the errno says it plainly.
+    if "Connect call failed" in why:
+        errno = error.errno or _first_errno(why)
+        if errno:
+            why = os.strerror(errno)
+    return f"cannot connect to {exc.host}:{exc.port} ({why[:1].lower()}{why[1:]})"
+
+
+def _first_errno(text: str) -> int | None:
+    found = re.search(r"\[Errno (\d+)\]", text)
+    return int(found.group(1)) if found else None
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: URL,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
 ) -> Outcome:
-    """Send `event` to `url`: same method, byte-identical body, end-to-end headers."""
+    """One request, exactly as given: no added headers, no redirects followed."""
+    shown = str(url)
     started = time.perf_counter()
     try:
         async with session.request(
-            event.method,
+            method,
             url,
-            data=event.raw_body(),
-            headers=end_to_end_headers(event.headers),
+            # None, not b"", for no body: aiohttp would add "Content-Length: 0" to a GET.
+            data=body or None,
+            headers=dict(headers),
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
-            skip_auto_headers=("Content-Type", "User-Agent", "Accept", "Accept-Encoding"),
+            skip_auto_headers=_AUTO_HEADERS,
         ) as response:
-            head = (await response.content.read(2048)).decode("utf-8", "replace")
+            head = (await response.content.read(BODY_HEAD_BYTES)).decode("utf-8", "replace")
             elapsed = (time.perf_counter() - started) * 1000
-            return Outcome(url, response.status, elapsed, None, head)
-    except TimeoutError:
+            return Outcome(shown, response.status, elapsed, None, head, response.reason or "")
+    # ServerTimeoutError is also a ClientError: this clause must come first to name it.
+    except asyncio.TimeoutError:
         error = f"no answer within {timeout:g} s"
+    except aiohttp.ClientSSLError as exc:
+        error = f"TLS with {exc.host}:{exc.port} failed ({exc.os_error})"
     except aiohttp.ClientConnectorError as exc:
-        error = f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc})"
+        error = _connect_error(exc)
     except aiohttp.ClientError as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    return Outcome(url, None, (time.perf_counter() - started) * 1000, error)
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return Outcome(shown, None, (time.perf_counter() - started) * 1000, error)
+
+
+async def deliver(
+    session: aiohttp.ClientSession, event: CallbackEvent, target: str, timeout: float
+) -> Outcome:
+    """Send `event` to `target` (its query kept): same method, byte-identical body, end-to-end
+    headers."""
+    return await send(
+        session,
+        event.method,
+        wire_url(target, event.query),
+        event.raw_body(),
+        end_to_end_headers(event.headers),
+        timeout,
+    )
+
+
+async def replay(
+    events: Iterable[CallbackEvent],
+    target: str,
+    timeout: float = REPLAY_TIMEOUT,
+    on_outcome: Callable[[CallbackEvent, Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Send stored callbacks to `target` one after another, in the order given.
+
+    Stops after a connection failure: the next callbacks would meet the same closed door.
+    """
+    check_target(target, "--to")
+    outcomes: list[Outcome] = []
+    async with aiohttp.ClientSession(auto_decompress=True) as session:
+        for event in events:
+            outcome = await deliver(session, event, target, timeout)
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(event, outcome)
+            if outcome.status is None:
+                break
+    return outcomes
 
 
 class Forwarder:
@@ -106,10 +206,9 @@ class Forwarder:
 
     async def send(self, event: CallbackEvent) -> dict[str, Any]:
         if self._session is None:
+            # The app's answer is only timed and kept in part, never unpacked.
             self._session = aiohttp.ClientSession(auto_decompress=False)
-        outcome = await deliver(
-            self._session, event, target_url(self.target, event.query), self.timeout
-        )
+        outcome = await deliver(self._session, event, self.target, self.timeout)
         return outcome.to_forward()
 
     async def close(self) -> None:

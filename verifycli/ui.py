@@ -10,17 +10,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from rich.console import Console, Group, RenderableType
+from rich.control import strip_control_codes
 from rich.live import Live
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from verifycli.callbacks import CallbackEvent
+from verifycli.callbacks import PLIVO_FIELDS, CallbackEvent
 
 if TYPE_CHECKING:
+    from verifycli.doctor import Check
+    from verifycli.relay import Outcome
     from verifycli.send import Status
 
 GOOD = {"delivered", "completed", "verified", "valid"}
@@ -60,7 +64,7 @@ def print_warning(message: str, console: Console | None = None) -> None:
 
 
 def print_note(message: str, console: Console | None = None) -> None:
-    (console or error_console()).print(message, soft_wrap=True, highlight=False)
+    (console or error_console()).print(message, soft_wrap=True, highlight=False, markup=False)
 
 
 def _clock(received_at: str) -> str:
@@ -78,19 +82,42 @@ def _signature_cell(event: CallbackEvent) -> Text:
     return Text(label, style=tone(sig.verdict))
 
 
+def _ok_style(status: int | None) -> str:
+    return "green" if status is not None and 200 <= status < 300 else "red"
+
+
 def _answer_cell(event: CallbackEvent) -> Text:
     status = event.response_status
-    text = Text(
-        str(status) if status is not None else "—", style="green" if status == 200 else "red"
-    )
+    return Text(str(status) if status is not None else "—", style=_ok_style(status))
+
+
+def forward_summary(forward: dict[str, Any]) -> str:
+    """`201 in 12 ms`, or the error: what the user's app made of a forwarded callback."""
+    status = forward.get("status")
+    elapsed = forward.get("elapsed_ms")
+    took = f" in {elapsed:.0f} ms" if isinstance(elapsed, (int, float)) else ""
+    if status is not None:
+        return f"{status}{took}"
+    return f"✗ {forward.get('error') or 'no answer'}"
+
+
+def _short_error(error: str) -> str:
+    """A forward error in a table cell: the reason in parentheses, or the start of it."""
+    if error.startswith("no answer within "):
+        return "no answer in " + error.removeprefix("no answer within ")
+    if error.endswith(")") and "(" in error:
+        error = error[error.rindex("(") + 1 : -1]
+    return error if len(error) <= 22 else error[:21] + "…"
+
+
+def _forward_cell(event: CallbackEvent) -> Text:
     fwd = event.forward
-    if fwd:
-        got = fwd.get("status")
-        text.append(" → ")
-        text.append(
-            str(got) if got is not None else "error", style="green" if got == 200 else "red"
-        )
-    return text
+    if not fwd:
+        return Text("")
+    status = fwd.get("status")
+    if status is None:
+        return Text(f"✗ {_short_error(str(fwd.get('error') or 'no answer'))}", style="red")
+    return Text(forward_summary(fwd), style=_ok_style(status if isinstance(status, int) else None))
 
 
 COLUMNS = (
@@ -106,33 +133,41 @@ COLUMNS = (
     "retry",
     "answer",
 )
+FORWARD_COLUMN = "forwarded"
 
 
-def event_row(event: CallbackEvent) -> list[RenderableType]:
+def event_row(event: CallbackEvent, forward: bool = False) -> list[RenderableType]:
+    # Every cell is Text: a str cell is read as Rich markup, and a sender's "[/]" would crash.
     session = event.plivo("session_uuid") or ""
     channel_status = event.plivo("channel_status")
     session_status = event.plivo("session_status")
-    return [
-        str(event.id) if event.id is not None else "",
-        _clock(event.received_at),
-        session[:8] or Text(event.path[:12], style="dim"),
-        event.plivo("attempt_sequence") or "",
-        event.plivo("channel") or "",
+    row: list[RenderableType] = [
+        Text(str(event.id) if event.id is not None else ""),
+        Text(_clock(event.received_at)),
+        Text(session[:8]) if session else Text(event.path[:12], style="dim"),
+        Text(event.plivo("attempt_sequence") or ""),
+        Text(event.plivo("channel") or ""),
         Text(channel_status or "", style=tone(channel_status)),
         Text(session_status or "", style=tone(session_status)),
-        event.plivo("channel_error_code") or "",
+        Text(event.plivo("channel_error_code") or ""),
         _signature_cell(event),
-        Text(f"↻ #{event.retry_of}", style="yellow") if event.retry_of else "",
+        Text(f"↻ #{event.retry_of}", style="yellow") if event.retry_of else Text(""),
         _answer_cell(event),
     ]
+    if forward:
+        row.append(_forward_cell(event))
+    return row
 
 
 def events_table(events: Iterable[CallbackEvent], title: str | None = None) -> Table:
+    """The callbacks table; a `forwarded` column joins when any event was forwarded."""
+    rows = list(events)
+    forward = any(event.forward for event in rows)
     table = Table(title=title, expand=False, header_style="bold", pad_edge=False)
-    for name in COLUMNS:
+    for name in (*COLUMNS, FORWARD_COLUMN) if forward else COLUMNS:
         table.add_column(name, no_wrap=True, justify="right" if name in ("#", "seq") else "left")
-    for event in events:
-        table.add_row(*event_row(event))
+    for event in rows:
+        table.add_row(*event_row(event, forward))
     return table
 
 
@@ -155,7 +190,7 @@ def plain_line(event: CallbackEvent) -> str:
         parts.append(f"retry-of=#{event.retry_of}")
     parts.append(f"answer={event.response_status}")
     if event.forward:
-        parts.append(f"forward={event.forward.get('status') or event.forward.get('error')}")
+        parts.append(f"forward={forward_summary(event.forward)}")
     return " ".join(parts)
 
 
@@ -272,7 +307,18 @@ class LiveView:
         with self._lock:
             self._rows.append(event)
         if not self.live:
-            self.console.print(plain_line(event), highlight=False, soft_wrap=True)
+            self._print_line(plain_line(event))
+
+    def _print_line(self, line: str) -> None:
+        """What `console.print(Text(line), soft_wrap=True)` writes to a file or a pipe, without
+        Rich's rendering: that cost more than the rest of handling a callback."""
+        console = self.console
+        if console.record or console.is_terminal:
+            console.print(Text(line), highlight=False, soft_wrap=True)
+        elif not console.quiet:
+            stream = console.file
+            stream.write(strip_control_codes(line) + "\n")
+            stream.flush()
 
     def warn(self, message: str) -> None:
         print_warning(message, self.console)
@@ -291,80 +337,185 @@ class JsonLines:
     def event(self, event: CallbackEvent) -> None:
         if self.session_filter and event.plivo("session_uuid") != self.session_filter:
             return
-        self.stream.write(json.dumps(event.to_record(), ensure_ascii=False) + "\n")
+        self.stream.write(event.to_json() + "\n")
         self.stream.flush()
 
     def warn(self, message: str) -> None:
         """Warnings are for people; they never go to the data stream."""
 
 
-def print_events(console: Console, events: list[CallbackEvent], store_path: str) -> None:
+def print_events(
+    console: Console,
+    events: list[CallbackEvent],
+    store_path: str,
+    *,
+    stored: int | None = None,
+    matched: int | None = None,
+) -> None:
+    """The stored events as a table, or why there are none; notes when --limit cut some off."""
     if not events:
-        console.print(f"no events stored in {store_path} match", style="yellow")
+        if stored == 0:
+            message = f"no events in {store_path} yet: `verifycli listen` catches some"
+        elif stored is not None:
+            message = f"none of the {stored} events in {store_path} match these filters"
+        else:
+            message = f"no events stored in {store_path} match"
+        console.print(Text(message, style="yellow"))
         return
     console.print(events_table(events))
+    if matched is not None and matched > len(events):
+        note = f"the newest {len(events)} of {matched}; --limit 0 shows them all"
+        console.print(Text(note, style="dim"))
+
+
+_BODY_CHARS = 20_000
 
 
 def _pretty_body(event: CallbackEvent) -> RenderableType:
     if event.body_encoding == "base64":
-        return Text(f"(not UTF-8; {len(event.raw_body())} bytes, base64) {event.body[:200]}")
+        size = len(event.raw_body())
+        return Text(f"(not UTF-8: {size} bytes, shown base64) {event.body[:400]}", style="dim")
+    if not event.body:
+        return Text("(empty)", style="dim")
     mime = event.content_type.split(";", 1)[0].strip().lower()
-    if mime.endswith("json"):
+    if mime == "application/json" or mime.endswith("+json"):
         try:
-            return Syntax(json.dumps(json.loads(event.body), indent=2), "json", word_wrap=True)
-        except ValueError:
+            pretty = json.dumps(json.loads(event.body), indent=2, ensure_ascii=False)
+        except (ValueError, RecursionError):
             pass
-    if mime == "application/x-www-form-urlencoded" and event.fields:
-        return Text("\n".join(f"{k}={v}" for k, v in event.fields.items()))
-    return Text(event.body or "(empty)")
+        else:
+            return Syntax(_clip(pretty), "json", word_wrap=True, background_color="default")
+    if mime == "application/x-www-form-urlencoded":
+        pairs = parse_qsl(event.body, keep_blank_values=True)
+        if pairs:
+            return _name_values(pairs)
+    return Text(_clip(event.body))
+
+
+def _clip(text: str) -> str:
+    if len(text) <= _BODY_CHARS:
+        return text
+    more = len(text) - _BODY_CHARS
+    return f"{text[:_BODY_CHARS]}\n… {more} more characters: `events show ID --json` has them all"
+
+
+def _name_values(pairs: Iterable[tuple[str, str]], style: Callable[[str], str] = str) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="cyan", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for name, value in pairs:
+        shown = Text(value, style=style(value)) if value else Text("(blank)", style="dim")
+        grid.add_row(Text(name), shown)
+    return grid
+
+
+def _chain_text(event: CallbackEvent, chain: list[int]) -> Text:
+    if len(chain) <= 1:
+        return Text("first and only delivery")
+    text = Text()
+    for index, ident in enumerate(chain):
+        if index:
+            text.append(" → ")
+        text.append(f"#{ident}", style="bold" if ident == event.id else "")
+    which = "the first delivery" if event.retry_of is None else f"a retry of #{event.retry_of}"
+    text.append(f"   (this is {which}; {len(chain) - 1} retries)", style="dim")
+    return text
 
 
 def print_event_detail(console: Console, event: CallbackEvent, chain: list[int]) -> None:
-    sig = event.signature
-    console.print(
-        Text.assemble(
-            (f"event #{event.id}  ", "bold"),
-            (event.received_at, "dim"),
-            "  ",
-            (event.method, "bold"),
-        )
-    )
-    console.print(Text.assemble(("url  ", "bold"), event.url))
-    headers = Table.grid(padding=(0, 2))
-    headers.add_column(style="cyan")
-    headers.add_column()
-    for name, value in event.headers.items():
-        headers.add_row(name, value)
+    """One stored callback whole: request, headers, body, Plivo fields, verdict, what followed."""
+    size = len(event.raw_body())
+    console.print(Text.assemble((f"event #{event.id}", "bold"), "  ", (event.received_at, "dim")))
+    request = Table.grid(padding=(0, 2))
+    request.add_column(style="bold", no_wrap=True)
+    request.add_column(overflow="fold")
+    request.add_row("request", Text.assemble((event.method, "bold"), " ", event.url))
+    request.add_row("body", Text(f"{event.content_type or 'no content type'}, {size} bytes"))
+    console.print(request)
+    headers = _name_values(event.headers.items())
     console.print(Panel(headers, title="headers", title_align="left"))
     console.print(Panel(_pretty_body(event), title="body", title_align="left"))
-    fields = Table.grid(padding=(0, 2))
-    fields.add_column(style="cyan")
-    fields.add_column()
-    for name, value in event.fields.items():
-        fields.add_row(name, Text(value, style=tone(value)) if value else Text("(blank)", "dim"))
-    console.print(Panel(fields, title="Plivo fields", title_align="left"))
+    plivo = [(PLIVO_FIELDS[n], v) for n in PLIVO_FIELDS if (v := event.plivo(n)) is not None]
+    others = [(k, v) for k, v in event.fields.items() if k not in PLIVO_FIELDS.values()]
+    if plivo or others:
+        fields = _name_values([*plivo, *others], tone)
+        console.print(Panel(fields, title="Plivo fields", title_align="left"))
     if event.parse_error:
         print_warning(event.parse_error, console)
-    verdict = Text.assemble(
-        ("signature  ", "bold"),
-        (sig.verdict, tone(sig.verdict)),
-        f" ({sig.scheme})" if sig.scheme else "",
-        " — ",
-        sig.detail,
-    )
-    console.print(verdict, soft_wrap=True)
-    if len(chain) > 1:
-        console.print(Text.assemble(("deliveries  ", "bold"), " → ".join(f"#{i}" for i in chain)))
-    console.print(Text.assemble(("answer  ", "bold"), str(event.response_status)))
+
+    sig = event.signature
+    outcome = Table.grid(padding=(0, 2))
+    outcome.add_column(style="bold", no_wrap=True)
+    outcome.add_column(overflow="fold")
+    verdict = Text(sig.verdict, style=tone(sig.verdict) or "bold")
+    if sig.scheme:
+        verdict.append(f" ({sig.scheme})")
+    outcome.add_row("signature", verdict)
+    if sig.detail:
+        outcome.add_row("", Text(sig.detail))
+    if sig.verdict not in ("unsigned",):
+        outcome.add_row("checked for", Text(event.url, style="dim"))
+    outcome.add_row("deliveries", _chain_text(event, chain))
+    outcome.add_row("answer", _answer_cell(event))
     if event.forward:
         fwd = event.forward
-        console.print(
+        status = fwd.get("status")
+        outcome.add_row(
+            "forwarded",
             Text.assemble(
-                ("forward  ", "bold"),
-                f"{fwd.get('url')} → {fwd.get('status') or fwd.get('error')} "
-                f"in {fwd.get('elapsed_ms')} ms",
-            )
+                f"{fwd.get('url')}  ",
+                (forward_summary(fwd), _ok_style(status if isinstance(status, int) else None)),
+            ),
         )
+    console.print(outcome)
+
+
+def print_answer(console: Console, label: str, outcome: Outcome, lines: int = 5) -> None:
+    """What a target answered a sent callback: status, time, the first lines of the body.
+
+    A request that got no answer at all is one error line.
+    """
+    if outcome.status is None:
+        print_error(f"{label}: {outcome.error}")
+        return
+    console.print(Text(label), soft_wrap=True)
+    status = Text.assemble(
+        "  ",
+        (f"{outcome.status} {outcome.reason}".rstrip(), f"bold {_ok_style(outcome.status)}"),
+        (f" in {outcome.elapsed_ms:.1f} ms", "dim"),
+    )
+    console.print(status)
+    body = outcome.body_head.splitlines()
+    for line in body[:lines]:
+        shown = line if len(line) <= 160 else line[:159] + "…"
+        console.print(Text.assemble(("  │ ", "dim"), shown), soft_wrap=True)
+    if len(body) > lines:
+        console.print(Text(f"  │ … {len(body) - lines} more lines", style="dim"))
+
+
+_MARK = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
+
+
+def print_checks(console: Console, checks: Iterable[Check]) -> None:
+    """doctor's findings, one line each, with the fix under each one that needs it."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    failed = warned = 0
+    for check in checks:
+        mark, style = _MARK[check.status]
+        failed += check.status == "fail"
+        warned += check.status == "warn"
+        grid.add_row(Text(mark, style=style), Text(check.name), Text(check.detail))
+        if check.fix and check.status != "ok":
+            grid.add_row("", "", Text(f"fix: {check.fix}", style=style))
+    console.print(grid)
+    if failed:
+        console.print(Text(f"{failed} check{'s' if failed > 1 else ''} failed", style="bold red"))
+    else:
+        extra = f" ({warned} to look at)" if warned else ""
+        console.print(Text(f"all checks passed{extra}", style="bold green"))
 
 
 def print_summary(console: Console, state: Status, outcome: str, ok: bool) -> None:

@@ -1,0 +1,194 @@
+"""Made-up, correctly signed Verify callbacks, sent to any URL to test the user's own handler."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+from yarl import URL
+
+from verifycli import __version__
+from verifycli.config import Secret, require_token
+from verifycli.errors import ConfigError
+from verifycli.relay import Outcome, check_target, send, wire_url
+from verifycli.signature import signed_headers
+
+CHANNEL_STATUSES: dict[str, tuple[str, ...]] = {
+    "sms": ("queued", "sent", "delivered", "failed", "undelivered"),
+    "voice": ("ringing", "in-progress", "completed", "no-answer", "failed"),
+}
+FINAL_GOOD = {"sms": "delivered", "voice": "completed"}
+SESSION_STATUSES = ("in-progress", "verified", "expired")
+SCHEME_CHOICES: dict[str, tuple[str, ...]] = {
+    "v3": ("v3",),
+    "v2": ("v2",),
+    "all": ("v3", "v2"),
+}
+# The codes the simulator sends too: SMS 80 "destination temporarily unavailable", 50 "invalid
+# destination number"; voice hangup causes 2010 "destination out of service", 3020 "no answer".
+ERROR_CODES: dict[tuple[str, str], str] = {
+    ("sms", "undelivered"): "80",
+    ("sms", "failed"): "50",
+    ("voice", "failed"): "2010",
+    ("voice", "no-answer"): "3020",
+}
+RECIPIENT = "14155550100"  # a fictional US number; Plivo sends it without the +
+USER_AGENT = f"verifycli-trigger/{__version__}"
+
+
+def _request_time() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """What to send: the flags of `trigger`, checked."""
+
+    to: str
+    status: str | None = None
+    channel: str = "sms"
+    session_uuid: str | None = None
+    session_status: str = "in-progress"
+    method: str = "POST"
+    scheme: str = "all"
+    count: int = 1
+    recipient: str = RECIPIENT
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "to", check_target(self.to, "--to"))
+        channel = self.channel.lower()
+        if channel not in CHANNEL_STATUSES:
+            raise ConfigError(f"--channel must be sms or voice, not {self.channel!r}")
+        set_(self, "channel", channel)
+        status = (self.status or FINAL_GOOD[channel]).lower()
+        if status not in CHANNEL_STATUSES[channel]:
+            allowed = ", ".join(CHANNEL_STATUSES[channel])
+            raise ConfigError(f"--status for {channel} must be one of {allowed}, not {status!r}")
+        set_(self, "status", status)
+        if self.session_status not in SESSION_STATUSES:
+            allowed = ", ".join(SESSION_STATUSES)
+            raise ConfigError(
+                f"--session-status must be one of {allowed}, not {self.session_status!r}"
+            )
+        method = self.method.upper()
+        if method not in ("POST", "GET"):
+            raise ConfigError(f"--method must be POST or GET, not {self.method!r}")
+        set_(self, "method", method)
+        if self.scheme.lower() not in SCHEME_CHOICES:
+            raise ConfigError(f"--scheme must be v3, v2 or all, not {self.scheme!r}")
+        set_(self, "scheme", self.scheme.lower())
+        if not 1 <= self.count <= 1000:
+            raise ConfigError(f"--count must be from 1 to 1000, not {self.count}")
+        if self.timeout <= 0:
+            raise ConfigError("--timeout must be more than 0 seconds")
+        session = self.session_uuid or str(uuid.uuid4())
+        if not session.strip() or any(ch.isspace() for ch in session):
+            raise ConfigError(f"--session must be a SessionUUID without spaces, not {session!r}")
+        set_(self, "session_uuid", session)
+
+    @property
+    def session(self) -> str:
+        """The SessionUUID every callback carries: the one given, or a new one."""
+        return self.session_uuid or ""
+
+
+def callback_fields(spec: TriggerSpec, sequence: int) -> dict[str, str]:
+    """The Plivo fields of the `sequence`th callback (from 1), in the order Plivo sends them."""
+    channel = spec.channel
+    status = spec.status or FINAL_GOOD[channel]
+    return {
+        "SessionUUID": spec.session,
+        "SessionStatus": spec.session_status,
+        "RequestTime": _request_time(),
+        "Recipient": spec.recipient,
+        "ChannelErrorCode": ERROR_CODES.get((channel, status), ""),
+        "Channel": channel,
+        "AttemptUUID": str(uuid.uuid4()),
+        "AttemptSequence": str(sequence),
+        "ChannelStatus": status,
+    }
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One callback ready to go: the exact URL, body and headers, signatures included."""
+
+    method: str
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    fields: dict[str, str]
+
+    @property
+    def schemes(self) -> list[str]:
+        """The signature headers it carries, as scheme names (v3, ma-v3, v2, ma-v2)."""
+        found = []
+        for scheme, header in (
+            ("v3", "X-Plivo-Signature-V3"),
+            ("ma-v3", "X-Plivo-Signature-Ma-V3"),
+            ("v2", "X-Plivo-Signature-V2"),
+            ("ma-v2", "X-Plivo-Signature-Ma-V2"),
+        ):
+            if header in self.headers:
+                found.append(scheme)
+        return found
+
+
+def prepare(
+    spec: TriggerSpec, fields: dict[str, str], token: str, main_token: str | None = None
+) -> Prepared:
+    """Sign `fields` as Plivo would for `spec.to`: POST as a form, GET in the query."""
+    # Signed over the URL exactly as it goes on the wire, as the receiver will rebuild it.
+    base = str(wire_url(spec.to))
+    if spec.method == "GET":
+        joiner = "&" if urlsplit(base).query else "?"
+        url = base + joiner + urlencode(fields)
+        params: dict[str, str] = {}
+        body = b""
+        headers = {"User-Agent": USER_AGENT}
+    else:
+        url = base
+        params = fields
+        body = urlencode(fields).encode("ascii")
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+    schemes: Sequence[str] = SCHEME_CHOICES[spec.scheme]
+    headers.update(signed_headers(spec.method, url, params, token, main_token, schemes))
+    return Prepared(spec.method, url, body, headers, fields)
+
+
+async def trigger(
+    spec: TriggerSpec,
+    auth_token: Secret | None,
+    main_auth_token: Secret | None = None,
+    on_outcome: Callable[[Prepared, Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Send `spec.count` signed callbacks one after another; stop at a connection failure."""
+    token = require_token(auth_token).reveal()
+    main = main_auth_token.reveal() if main_auth_token else None
+    outcomes: list[Outcome] = []
+    async with aiohttp.ClientSession() as session:
+        for sequence in range(1, spec.count + 1):
+            prepared = prepare(spec, callback_fields(spec, sequence), token, main)
+            outcome = await send(
+                session,
+                prepared.method,
+                URL(prepared.url, encoded=True),
+                prepared.body,
+                prepared.headers,
+                spec.timeout,
+            )
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(prepared, outcome)
+            if outcome.status is None:
+                break
+    return outcomes
