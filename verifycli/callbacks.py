@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -13,6 +14,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from verifycli.signature import SignatureResult
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Record field -> Plivo callback parameter.
 PLIVO_FIELDS: dict[str, str] = {
@@ -62,9 +65,17 @@ class Parsed:
     error: str | None = None
 
 
+def clean_text(text: str) -> str:
+    """`text` with each lone surrogate made U+FFFD: they stand for bytes that were not UTF-8
+    (in headers, multipart names) or come from JSON's \\ud800 escapes, and neither SQLite
+    nor a UTF-8 stream can take them."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def _collect(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
     params: dict[str, str | list[str]] = {}
     for key, value in pairs:
+        key, value = clean_text(key), clean_text(value)
         have = params.get(key)
         if have is None:
             params[key] = value
@@ -121,7 +132,7 @@ def parse_params(method: str, content_type: str, body: bytes, query: str) -> Par
             if not isinstance(loaded, dict):
                 error = f"JSON body is a {type(loaded).__name__}, not an object"
             else:
-                body_params = {str(k): _json_value(v) for k, v in loaded.items()}
+                body_params = {clean_text(k): clean_text(_json_value(v)) for k, v in loaded.items()}
     except (ValueError, RecursionError) as exc:
         error = f"body could not be parsed as {mime or 'a form'}: {str(exc)[:120]}"
     # GET callbacks carry their parameters in the query; POST ones sign only the body.
@@ -140,6 +151,18 @@ def encode_body(body: bytes) -> tuple[str, str]:
 
 def decode_body(text: str, encoding: str) -> bytes:
     return base64.b64decode(text) if encoding == "base64" else text.encode("utf-8")
+
+
+def join_record(
+    ident: int | None, rest: str, retry_of: int | None, status: int | None, forward: str | None
+) -> str:
+    """A whole record's JSON from the stored JSON of the rest of it, without parsing that."""
+    return (
+        f'{{"id":{"null" if ident is None else ident},{rest[1:-1]},'
+        f'"retry_of":{"null" if retry_of is None else retry_of},'
+        f'"response_status":{"null" if status is None else status},'
+        f'"forward":{forward or "null"}}}'
+    )
 
 
 @dataclass
@@ -163,6 +186,9 @@ class CallbackEvent:
     response_status: int | None = None
     forward: dict[str, Any] | None = None
     body_sha256: str | None = None
+    # The record's JSON as the store wrote it, less the keys that live in their own columns;
+    # set by the store so that `--json` does not encode every record a second time.
+    stored_json: str | None = field(default=None, repr=False, compare=False)
 
     def plivo(self, name: str) -> str | None:
         """A Plivo field by record name (`channel_status`), or None when absent."""
@@ -198,6 +224,15 @@ class CallbackEvent:
         record["response_status"] = self.response_status
         record["forward"] = self.forward
         return record
+
+    def to_json(self) -> str:
+        """The record as one line of compact JSON (as `export --format jsonl` writes it)."""
+        if self.stored_json is None:
+            return json.dumps(self.to_record(), ensure_ascii=False, separators=(",", ":"))
+        forward = None
+        if self.forward is not None:
+            forward = json.dumps(self.forward, ensure_ascii=False, separators=(",", ":"))
+        return join_record(self.id, self.stored_json, self.retry_of, self.response_status, forward)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> CallbackEvent:

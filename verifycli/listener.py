@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from multidict import CIMultiDict
 
-from verifycli.callbacks import CallbackEvent, encode_body, parse_params
+from verifycli.callbacks import CallbackEvent, clean_text, encode_body, parse_params
 from verifycli.errors import ConfigError, StoreWriteError
-from verifycli.relay import Forwarder
+from verifycli.relay import Forwarder, check_target
 from verifycli.signature import Checker, SignatureResult
 from verifycli.store import EventStore
 
 HEALTH_PATH = "/_verifycli/health"
 DEFAULT_MAX_BODY = 1024 * 1024
 FORWARD_TIMEOUT = 10.0
+# A connection that has not sent a whole request this long after it opened (or after its last
+# answer) is closed; a body that has not fully arrived this long after its headers gets 408.
+# Plivo sends a callback in one go, so only stalled or hostile clients ever meet either.
+IDLE_TIMEOUT = 15.0
+BODY_TIMEOUT = 10.0
 
 
 class Sink(Protocol):
@@ -52,6 +60,16 @@ class Stats:
         if event.retry_of is not None:
             self.retries += 1
 
+    def shown(self) -> dict[str, int]:
+        """The counts as the header panel labels them."""
+        return {
+            "received": self.received,
+            "valid": self.valid,
+            "invalid": self.invalid,
+            "retries": self.retries,
+            "write errors": self.write_errors,
+        }
+
 
 @dataclass
 class ListenOptions:
@@ -66,6 +84,8 @@ class ListenOptions:
     max_body: int = DEFAULT_MAX_BODY
     forward_to: str | None = None
     answer_from_forward: bool = False
+    idle_timeout: float = IDLE_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fail_rate <= 1.0:
@@ -80,6 +100,32 @@ class ListenOptions:
             raise ConfigError(f"--port must be 0-65535, not {self.port}")
         if self.answer_from_forward and not self.forward_to:
             raise ConfigError("--answer-from-forward needs --forward-to URL")
+        if self.forward_to is not None:
+            self.forward_to = check_target(self.forward_to, "--forward-to")
+            if self._forwards_to_itself(self.forward_to):
+                raise ConfigError(
+                    f"--forward-to {self.forward_to} is this listener: every callback would be "
+                    "forwarded to itself without end; give your app's address"
+                )
+
+    def _forwards_to_itself(self, target: str) -> bool:
+        parts = urlsplit(target)
+        if self.port == 0 or (parts.port or {"http": 80, "https": 443}[parts.scheme]) != self.port:
+            return False
+        loopback = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"}
+        host = parts.hostname or ""
+        return host == self.host or (host in loopback and self.host in loopback | {""})
+
+
+def _quiet_aiohttp() -> None:
+    """Keep aiohttp's log of each malformed request, traceback and all, off the terminal.
+
+    Nothing configures logging, so Python's last-resort handler would print those records
+    in the middle of the live table; a handler on the "aiohttp" logger stops that.
+    """
+    logger = logging.getLogger("aiohttp")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
 
 
 @dataclass
@@ -108,12 +154,19 @@ class Listener:
 
     async def start(self) -> str:
         """Bind and serve; returns the local base URL (the real port when 0 was asked)."""
+        _quiet_aiohttp()
         # A store write past RLIMIT_FSIZE must fail with EFBIG (answered 503), not kill us.
         if hasattr(signal, "SIGXFSZ"):
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         runner = web.AppRunner(
-            self.app(), access_log=None, handle_signals=False, shutdown_timeout=5
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5,
+            keepalive_timeout=self.options.idle_timeout,
+            # After an early answer (408, 413), read what is still coming this long, not 10 s.
+            lingering_time=1.0,
         )
         await runner.setup()
         site = web.TCPSite(runner, self.options.host, self.options.port)
@@ -132,7 +185,7 @@ class Listener:
         host = f"[{host}]" if ":" in host else host
         self._local_base = f"http://{host}:{port}"
         if self.options.forward_to:
-            self._forwarder = Forwarder(self.options.forward_to or "", FORWARD_TIMEOUT)
+            self._forwarder = Forwarder(self.options.forward_to, FORWARD_TIMEOUT)
         return self._local_base
 
     @property
@@ -171,15 +224,32 @@ class Listener:
 
     async def _capture(self, request: web.Request) -> web.StreamResponse:
         try:
-            body = await request.read()
+            if request.content.is_eof():  # the whole body is here (the usual case): no wait
+                body = await request.read()
+            else:
+                body = await asyncio.wait_for(request.read(), self.options.body_timeout)
         except HttpProcessingError as exc:
             raise web.HTTPBadRequest(text=f"unreadable request body: {exc.message}\n") from None
+        except web.RequestPayloadError as exc:
+            # A body found broken (bad gzip, bad chunk) after the handler began to read it.
+            cause = exc.__cause__
+            why = cause.message if isinstance(cause, HttpProcessingError) else str(exc)
+            raise web.HTTPBadRequest(text=f"unreadable request body: {why}\n") from None
+        except asyncio.TimeoutError:
+            slow = web.HTTPRequestTimeout(
+                text=f"the body did not arrive within {self.options.body_timeout:g} s\n"
+            )
+            slow.force_close()
+            raise slow from None
         event = self.capture(request, body)
         try:
             event = await self.store.append(event, self._policy)
         except StoreWriteError as exc:
             self.stats.write_errors += 1
-            self._warn(f"could not store a callback ({exc}); answered 503 so Plivo retries")
+            self._warn(
+                f"could not store a callback in {self.store.path} ({exc}): check the disk has "
+                "room and the file is writable; answered 503 so Plivo retries"
+            )
             return web.Response(status=503, text="verifycli could not store this callback\n")
         self.stats.count(event)
         status = event.response_status or 200
@@ -203,17 +273,18 @@ class Listener:
         raw = request.raw_path
         path, _, query = raw.partition("?")
         url = self.base_url + raw
+        # Header bytes that are not UTF-8 arrive as lone surrogates: cleaned, or the event
+        # could be neither stored nor shown.
+        received = CIMultiDict((clean_text(k), clean_text(v)) for k, v in request.headers.items())
         headers: dict[str, str] = {}
-        for name, value in request.headers.items():
+        for name, value in received.items():
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        content_type = request.headers.get("Content-Type", "")
+        content_type = received.get("Content-Type", "")
         text, encoding = encode_body(body)
         parsed = parse_params(request.method, content_type, body, query)
         local = self._local_base + raw if self.public_url else None
         try:
-            signature = self.checker.check(
-                request.method, url, request.headers, parsed.params, local
-            )
+            signature = self.checker.check(request.method, url, received, parsed.params, local)
         except (ValueError, TypeError, UnicodeError) as exc:
             signature = SignatureResult("invalid", None, f"signature could not be checked: {exc}")
         return CallbackEvent(

@@ -298,7 +298,10 @@ async def follow(
             return _stopped(tracker, tunnel_died) or Outcome(ExitCode.FLOW_FAILED, "stopped")
         code = (entered[0] or "").strip()
         if not code:
-            return Outcome(ExitCode.FLOW_FAILED, "no code was entered")
+            return Outcome(
+                ExitCode.FLOW_FAILED,
+                "no code was entered: type it at the prompt, or pass --otp CODE (demo: --auto)",
+            )
         if await api.validate(uuid, code):
             tracker.status.state = "code accepted"
             await _first(asyncio.sleep(request.verified_wait), tracker.verified)

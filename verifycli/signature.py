@@ -8,6 +8,7 @@ the other account's token) and says which one the sender signed.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -17,7 +18,11 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from plivo.utils import validate_signature as _plivo_validate_v2
-from plivo.utils.signature_v3 import construct_get_url, construct_post_url, get_signature_v3
+from plivo.utils.signature_v3 import (
+    construct_get_url,
+    get_signature_v3,
+    get_sorted_params_string,
+)
 
 Verdict = Literal["valid", "invalid", "unsigned", "unchecked", "replayed"]
 Scheme = Literal["v3", "ma-v3", "v2", "ma-v2"]
@@ -61,12 +66,22 @@ def _plain_params(params: Params) -> dict[str, str | list[str]]:
     return {k: v if isinstance(v, str) else list(v) for k, v in params.items()}
 
 
+@functools.lru_cache(maxsize=256)
+def _v3_url_part(url: str, no_params: bool) -> str:
+    """The URL's part of the V3 canonical string; callbacks come to one URL, so it is parsed
+    once instead of on every request."""
+    canonical: bytes = construct_get_url(url, {}, no_params)
+    return canonical.decode()
+
+
 def _v3_digest(method: str, url: str, params: Params, nonce: str, token: str) -> bytes:
+    # The same string as plivo's construct_get_url / construct_post_url, the URL part cached.
     if method.upper() == "GET":
-        canonical = construct_get_url(url, {})
+        canonical = _v3_url_part(url, True)
     else:
-        canonical = construct_post_url(url, _plain_params(params))
-    digest: bytes = get_signature_v3(token.encode(), canonical.decode(), nonce)
+        plain = _plain_params(params)
+        canonical = _v3_url_part(url, not plain) + get_sorted_params_string(plain)
+    digest: bytes = get_signature_v3(token.encode(), canonical, nonce)
     return digest
 
 

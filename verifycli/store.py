@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import queue
 import sqlite3
 import threading
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from verifycli.callbacks import CallbackEvent
+from verifycli.callbacks import CallbackEvent, join_record
 from verifycli.errors import EventNotFound, StoreError, StoreWriteError
 
 SCHEMA_VERSION = 1
@@ -86,15 +85,29 @@ class Filters:
 
 def _inspect(path: Path) -> None:
     """Refuse, without writing a byte, a file that is not a verifycli store of a known version."""
-    with path.open("rb") as stream:
-        head = stream.read(len(_SQLITE_MAGIC))
+    if path.is_dir():
+        raise StoreError(
+            f"{path} is a folder, not a store file: give --store a file such as "
+            f"{path / 'events.sqlite3'}"
+        )
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(
+            f"cannot read the store {path} ({exc.strerror}); choose another --store"
+        ) from None
     foreign = StoreError(
         f"{path} is not a verifycli store; choose another file with --store or VERIFYCLI_STORE"
     )
     if head != _SQLITE_MAGIC:
         raise foreign
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        # Even a read-only look at a WAL file leaves -wal and -shm beside it; with no -wal there,
+        # the file is whole and can be read as immutable, which creates nothing.
+        idle = not path.with_name(path.name + "-wal").exists()
+        mode = "mode=ro&immutable=1" if idle else "mode=ro"
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -114,12 +127,7 @@ def _inspect(path: Path) -> None:
 
 def _row_json(row: tuple[int, str, int | None, int | None, str | None]) -> str:
     """One record's JSON, assembled from the stored text without parsing it."""
-    ident, body, retry_of, status, forward = row
-    return (
-        f'{{"id":{ident},{body[1:-1]},"retry_of":{"null" if retry_of is None else retry_of},'
-        f'"response_status":{"null" if status is None else status},'
-        f'"forward":{forward or "null"}}}'
-    )
+    return join_record(*row)
 
 
 class _Job:
@@ -136,8 +144,8 @@ class _Job:
         self.loop = loop
 
 
-def _settle(batch: list[tuple[_Job, Any]], error: BaseException | None) -> None:
-    for job, result in batch:
+def _settle(batch: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    for job, result, error in batch:
         fut = job.future
         if fut is None or fut.done():
             continue
@@ -165,7 +173,13 @@ class EventStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create {path.parent}: {exc.strerror}") from None
+            # mkdir says "File exists" or "Not a directory" when a file is where a folder goes.
+            in_the_way = isinstance(exc, (FileExistsError, NotADirectoryError))
+            why = "a file is in the way" if in_the_way else exc.strerror
+            raise StoreError(
+                f"cannot create the folder {path.parent} for the store ({why}); "
+                "choose a writable --store"
+            ) from None
         if path.exists() and path.stat().st_size > 0:
             _inspect(path)
         try:
@@ -210,25 +224,28 @@ class EventStore:
                 return
 
     def _commit(self, jobs: list[_Job]) -> None:
-        done: list[tuple[_Job, Any]] = []
-        error: BaseException | None = None
+        done: list[tuple[_Job, Any, BaseException | None]] = []
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             for job in jobs:
-                done.append((job, job.run(self._conn)))
+                try:
+                    done.append((job, job.run(self._conn), None))
+                except (ValueError, TypeError) as exc:
+                    # This job's own data (text SQLite cannot take): only it fails, not the
+                    # callbacks committed with it.
+                    done.append((job, None, exc))
             self._conn.execute("COMMIT")
-        except (sqlite3.Error, OSError, ValueError) as exc:
-            error = exc
+        except (sqlite3.Error, OSError) as exc:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
-            done = [(job, None) for job in jobs]
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any]]] = {}
+            done = [(job, None, exc) for job in jobs]
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
         for item in done:
             if item[0].loop is not None:
                 by_loop.setdefault(item[0].loop, []).append(item)
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-                loop.call_soon_threadsafe(_settle, items, error)
+                loop.call_soon_threadsafe(_settle, items)
 
     async def _submit(self, run: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
@@ -306,6 +323,7 @@ def _insert(conn: sqlite3.Connection, event: CallbackEvent, policy: Policy | Non
     record = event.to_record()
     for column in _COLUMN_KEYS:
         del record[column]
+    event.stored_json = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     cursor = conn.execute(
         "INSERT INTO events (received_at, session_uuid, attempt_uuid, channel_status,"
         " session_status, verdict, nonce, body_sha256, retry_of, response_status, record, forward)"
@@ -321,7 +339,7 @@ def _insert(conn: sqlite3.Connection, event: CallbackEvent, policy: Policy | Non
             digest,
             event.retry_of,
             event.response_status,
-            json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+            event.stored_json,
             json.dumps(event.forward) if event.forward is not None else None,
         ),
     )
@@ -395,6 +413,13 @@ class StoreReader:
                 return 0
             return int(conn.execute(f"SELECT count(*) FROM events{where}", args).fetchone()[0])
 
+    def schema_version(self) -> int:
+        """The file's schema version; 0 when it holds no store yet."""
+        with self._connect() as conn:
+            if conn is None:
+                return 0
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
     def chain(self, event: CallbackEvent) -> list[int]:
         """Ids of every delivery of the same callback (the first and its retries)."""
         first = event.retry_of or event.id
@@ -405,8 +430,3 @@ class StoreReader:
                 "SELECT id FROM events WHERE id = ? OR retry_of = ? ORDER BY id", (first, first)
             ).fetchall()
         return [r[0] for r in rows]
-
-
-def file_is_writable(path: Path) -> bool:
-    target = path if path.exists() else path.parent
-    return os.access(target, os.W_OK)

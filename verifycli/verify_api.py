@@ -22,6 +22,7 @@ from verifycli.config import Secret, check_auth_id, require_token
 from verifycli.errors import ConfigError, FlowFailed, PlivoApiError, VerifyCliError
 
 PLIVO_API = "https://api.plivo.com"
+API_TIMEOUT = 10.0  # seconds to wait for any one answer from the API
 
 T = TypeVar("T")
 
@@ -106,7 +107,7 @@ class VerifyApi:
         auth_id: str | None,
         auth_token: Secret | None,
         api_url: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = API_TIMEOUT,
     ) -> None:
         self.auth_id = check_auth_id(auth_id)
         self._token = require_token(auth_token)

@@ -1,0 +1,449 @@
+"""Faults around the listener: a crash mid-burst, a store that cannot be written, a tunnel that
+dies, a forward target that is slow or gone, and a Plivo API that fails in every usual way."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import resource
+import signal
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from ngrok_stub import FakeNgrok, fake_ngrok_env
+from procs import (
+    CODE,
+    RECIPIENT,
+    Cli,
+    PinnedCode,
+    SimThread,
+    fields,
+    post_signed,
+    run_cli,
+    simulator,
+)
+from pytest_aiohttp import AiohttpServer
+
+from tests.conftest import AUTH_ID, AUTH_TOKEN, NGROK_TOKEN, cli_env
+from verifycli.listener import Listener, ListenOptions
+from verifycli.signature import Checker
+from verifycli.simulator import Simulator
+from verifycli.store import EventStore, Filters, StoreReader
+
+
+def integrity(path: Path) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        result: str = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        return result
+    finally:
+        conn.close()
+
+
+def stored_sessions(path: Path) -> set[str]:
+    return {r["session_uuid"] for r in StoreReader(path).iter_records()}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# -- kill -9 under load --------------------------------------------------------------------
+
+
+def test_sigkill_mid_burst_loses_no_acknowledged_callback(tmp_path: Path) -> None:
+    """SIGKILL during a multi-threaded burst: after a restart every 200 is stored, file intact."""
+    store = tmp_path / "events.sqlite3"
+    env = cli_env(PLIVO_AUTH_TOKEN=AUTH_TOKEN)
+    args = ["listen", "--no-tunnel", "--port", "0", "--store", str(store)]
+    cli = Cli(args, env)
+    try:
+        port = cli.port()
+        acked: list[str] = []
+        lock = threading.Lock()
+
+        def client(worker: int) -> None:
+            for i in range(400):  # bounded: the kill comes long before this runs out
+                session = f"w{worker}-{i}"
+                try:
+                    status = post_signed(
+                        ("127.0.0.1", port),
+                        "/verify/callback",
+                        fields(session),
+                        AUTH_TOKEN,
+                        timeout=5,
+                    )
+                except (OSError, http.client.HTTPException):
+                    return  # the listener is gone
+                if status == 200:
+                    with lock:
+                        acked.append(session)
+
+        workers = [threading.Thread(target=client, args=(w,), daemon=True) for w in range(6)]
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + 20
+        while len(acked) < 80:
+            assert time.monotonic() < deadline, f"only {len(acked)} callbacks answered in 20 s"
+            assert all(w.is_alive() for w in workers), "a client stopped before the kill"
+            time.sleep(0.005)
+        os.kill(cli.pid, signal.SIGKILL)
+        for worker in workers:
+            worker.join(15)
+            assert not worker.is_alive()
+        assert cli.finish() == -signal.SIGKILL
+    finally:
+        cli.stop()
+
+    assert len(acked) >= 80
+    again = Cli(args, env)
+    try:
+        port = again.port()
+        assert (
+            post_signed(("127.0.0.1", port), "/verify/callback", fields("after"), AUTH_TOKEN) == 200
+        )
+        again.proc.send_signal(signal.SIGTERM)
+        assert again.finish() == 0
+    finally:
+        again.stop()
+    stored = stored_sessions(store)
+    assert set(acked) <= stored, f"answered 200 but lost: {sorted(set(acked) - stored)[:5]}"
+    assert "after" in stored
+    assert integrity(store) == "ok"
+
+
+# -- the store cannot be written -----------------------------------------------------------
+
+
+def test_a_store_that_cannot_grow_answers_503_warns_and_recovers(tmp_path: Path) -> None:
+    """Writes failing (RLIMIT_FSIZE): 503 and a warning; once writable again, 200 and stored."""
+    store = tmp_path / "events.sqlite3"
+    env = cli_env(PLIVO_AUTH_TOKEN=AUTH_TOKEN)
+    cli = Cli(["listen", "--no-tunnel", "--port", "0", "--store", str(store)], env)
+    address = ("127.0.0.1", 0)
+    try:
+        address = ("127.0.0.1", cli.port())
+        assert post_signed(address, "/cb", fields("before"), AUTH_TOKEN) == 200
+        _, hard = resource.prlimit(cli.pid, resource.RLIMIT_FSIZE)
+        # Not one more byte may be written to any file: the store cannot grow, as on a full disk.
+        resource.prlimit(cli.pid, resource.RLIMIT_FSIZE, (0, hard))
+        assert post_signed(address, "/cb", fields("refused-1"), AUTH_TOKEN) == 503
+        assert post_signed(address, "/cb", fields("refused-2"), AUTH_TOKEN) == 503
+        warning = cli.wait_for(r"warning: could not store a callback[^\n]*")
+        assert "503" in warning.group(0) and str(store) in warning.group(0)
+        resource.prlimit(cli.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, hard))
+        assert post_signed(address, "/cb", fields("after"), AUTH_TOKEN) == 200
+        assert post_signed(address, "/cb", fields("refused-1"), AUTH_TOKEN) == 200  # the retry
+        cli.proc.send_signal(signal.SIGTERM)
+        assert cli.finish() == 0
+    finally:
+        cli.stop()
+    assert "Traceback" not in cli.stderr
+    records = list(StoreReader(store).iter_records())
+    assert [r["session_uuid"] for r in records] == ["before", "after", "refused-1"]
+    assert all(r["response_status"] == 200 for r in records)
+    assert integrity(store) == "ok"
+
+
+# -- the tunnel dies -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def ngrok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNgrok]:
+    with fake_ngrok_env(tmp_path, monkeypatch) as fake:
+        yield fake
+
+
+@pytest.fixture
+def sim() -> Iterator[SimThread]:
+    # Callbacks to the stand-in's public URL cannot resolve offline: they fail fast, and the
+    # test plays Plivo's callbacks itself, through the stand-in's relay.
+    yield from simulator(
+        lambda: PinnedCode(AUTH_ID, AUTH_TOKEN, time_factor=0.001, callback_timeout=0.5)
+    )
+
+
+def tunnel_env(tmp_path: Path, fake: FakeNgrok, sim: SimThread) -> dict[str, str]:
+    return cli_env(
+        PLIVO_AUTH_ID=AUTH_ID,
+        PLIVO_AUTH_TOKEN=AUTH_TOKEN,
+        VERIFYCLI_PLIVO_API_URL=sim.api_url,
+        PYNGROK_NGROK_PATH=fake.path,
+        NGROK_AUTHTOKEN=NGROK_TOKEN,
+        HOME=str(tmp_path),  # pyngrok's default ngrok.yml lives under it
+        XDG_CONFIG_HOME=str(tmp_path / ".config"),
+    )
+
+
+def wait_session(sim: SimThread, timeout: float = 15.0) -> tuple[str, str]:
+    """The session uuid the CLI created and the public callback URL it gave the simulator."""
+    deadline = time.monotonic() + timeout
+    while not sim.sim._sessions:
+        assert time.monotonic() < deadline, "no Verify session was created"
+        time.sleep(0.01)
+    session = next(iter(sim.sim._sessions.values()))
+    assert session.url is not None
+    return session.uuid, session.url
+
+
+def relay(fake: FakeNgrok, public_callback: str) -> tuple[tuple[str, int], str]:
+    """The loopback address relaying to the tunnel, and the path, for a public callback URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(public_callback)
+    via = urlsplit(fake.relay_url(f"{parts.scheme}://{parts.netloc}"))
+    assert via.hostname is not None and via.port is not None
+    return (via.hostname, via.port), parts.path
+
+
+def test_send_exits_4_when_the_tunnel_dies_before_the_session_ends(
+    tmp_path: Path, ngrok: FakeNgrok, sim: SimThread
+) -> None:
+    """The ngrok agent killed mid-session: the user is warned and send exits 4."""
+    store = tmp_path / "events.sqlite3"
+    cli = Cli(
+        ["send", RECIPIENT, "--no-prompt", "--port", "0", "--store", str(store)],
+        tunnel_env(tmp_path, ngrok, sim),
+    )
+    try:
+        uuid, public = wait_session(sim)
+        address, path = relay(ngrok, public)
+        sent = fields(uuid, "sent")
+        assert post_signed(address, path, sent, AUTH_TOKEN, signed_url=public) == 200
+        ngrok.kill()
+        code = cli.finish()
+    finally:
+        cli.stop()
+    assert code == 4, cli.stderr
+    assert "warning: the ngrok tunnel died" in cli.stderr
+    errors = [line for line in cli.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "tunnel died" in errors[0]
+    assert "Traceback" not in cli.stderr
+    assert stored_sessions(store) == {uuid}
+
+
+def test_after_the_tunnel_dies_local_capture_goes_on_and_send_ends_by_outcome(
+    tmp_path: Path, ngrok: FakeNgrok, sim: SimThread
+) -> None:
+    """A tunnel dying once the code was accepted: callbacks still land locally; exit 0."""
+    store = tmp_path / "events.sqlite3"
+    cli = Cli(
+        ["send", RECIPIENT, "--otp", CODE, "--port", "0", "--store", str(store)],
+        tunnel_env(tmp_path, ngrok, sim),
+    )
+    try:
+        local_port = cli.port()
+        uuid, public = wait_session(sim)
+        address, path = relay(ngrok, public)
+        delivered = fields(uuid, "delivered")
+        assert post_signed(address, path, delivered, AUTH_TOKEN, signed_url=public) == 200
+        deadline = time.monotonic() + 15
+        while sim.sim._sessions[uuid].status != "verified":  # the CLI validated the code
+            assert time.monotonic() < deadline, cli.stderr
+            time.sleep(0.01)
+        ngrok.kill()
+        cli.wait_for("warning: the ngrok tunnel died")
+        verified = fields(uuid, "delivered", "verified")
+        local = ("127.0.0.1", local_port)
+        assert post_signed(local, path, verified, AUTH_TOKEN, signed_url=public) == 200
+        code = cli.finish()
+    finally:
+        cli.stop()
+    assert code == 0, cli.stderr
+    assert "verified" in cli.stderr
+    records = list(StoreReader(store).iter_records(Filters(session=uuid)))
+    assert [r["session_status"] for r in records] == ["in-progress", "verified"]
+    assert all(r["signature"]["verdict"] == "valid" for r in records)
+
+
+def test_listen_keeps_capturing_locally_after_the_tunnel_dies(
+    tmp_path: Path, ngrok: FakeNgrok
+) -> None:
+    """listen through ngrok: the agent killed, a warning shown, local callbacks still stored."""
+    store = tmp_path / "events.sqlite3"
+    env = cli_env(
+        PLIVO_AUTH_TOKEN=AUTH_TOKEN,
+        PYNGROK_NGROK_PATH=ngrok.path,
+        NGROK_AUTHTOKEN=NGROK_TOKEN,
+        HOME=str(tmp_path),
+        XDG_CONFIG_HOME=str(tmp_path / ".config"),
+    )
+    cli = Cli(["listen", "--port", "0", "--store", str(store)], env)
+    try:
+        port = cli.port()
+        public = cli.wait_for(r"https://\S+ngrok\S+").group(0)
+        ngrok.kill()
+        cli.wait_for("warning: the ngrok tunnel died")
+        assert cli.proc.poll() is None
+        status = post_signed(
+            ("127.0.0.1", port), "/cb", fields("local"), AUTH_TOKEN, signed_url=public + "/cb"
+        )
+        assert status == 200
+        cli.proc.send_signal(signal.SIGTERM)
+        assert cli.finish() == 0
+    finally:
+        cli.stop()
+    [record] = StoreReader(store).iter_records()
+    assert record["session_uuid"] == "local" and record["signature"]["verdict"] == "valid"
+
+
+# -- the forward target is slow or dead ----------------------------------------------------
+
+
+class Target:
+    """The user's app: answers only when the test lets it (or never, if it does not)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.arrived = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.arrived += 1
+        await request.read()
+        await self.release.wait()
+        return web.Response(text="finally")
+
+
+@pytest.fixture
+async def slow_target(aiohttp_server: AiohttpServer) -> AsyncIterator[tuple[Target, str]]:
+    target = Target()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", target.handle)
+    server = await aiohttp_server(app)
+    try:
+        yield target, str(server.make_url("/hook"))
+    finally:
+        target.release.set()
+
+
+async def post_timed(session: aiohttp.ClientSession, url: str, name: str) -> tuple[int, float]:
+    data = fields(name)
+    from verifycli.signature import signed_headers
+
+    headers = signed_headers("POST", url, data, AUTH_TOKEN)
+    started = time.perf_counter()
+    async with session.post(url, data=data, headers=headers) as response:
+        return response.status, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("target_kind", ["slow", "dead"])
+async def test_a_slow_or_dead_forward_target_delays_no_answer(
+    store: EventStore, store_path: Path, slow_target: tuple[Target, str], target_kind: str
+) -> None:
+    """Forwarding to an app that hangs or refuses: every callback is stored and answered at once."""
+    target, slow_url = slow_target
+    url = slow_url if target_kind == "slow" else f"http://127.0.0.1:{free_port()}/hook"
+    listener = Listener(store, Checker(AUTH_TOKEN), ListenOptions(port=0, forward_to=url))
+    base = await listener.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            answers = await asyncio.gather(
+                *(post_timed(session, f"{base}/cb", f"s{i}") for i in range(10))
+            )
+        assert [status for status, _ in answers] == [200] * 10
+        assert max(took for _, took in answers) < 1.0, answers
+        assert StoreReader(store_path).count() == 10
+        if target_kind == "slow":  # the forwards are under way, not dropped
+            deadline = time.monotonic() + 5
+            while target.arrived < 10:
+                assert time.monotonic() < deadline, f"{target.arrived} forwards arrived"
+                await asyncio.sleep(0.01)
+    finally:
+        target.release.set()
+        await listener.stop()
+    forwards = [r["forward"] for r in StoreReader(store_path).iter_records()]
+    if target_kind == "dead":
+        assert all(f["status"] is None and "cannot connect" in f["error"] for f in forwards)
+    else:
+        assert all(f["status"] == 200 for f in forwards)
+
+
+async def test_answer_from_a_dead_forward_target_is_a_prompt_502_and_stored(
+    store: EventStore, store_path: Path
+) -> None:
+    """--answer-from-forward with the app down: 502 at once, and the callback is still kept."""
+    options = ListenOptions(
+        port=0, forward_to=f"http://127.0.0.1:{free_port()}/hook", answer_from_forward=True
+    )
+    listener = Listener(store, Checker(AUTH_TOKEN), options)
+    base = await listener.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            status, took = await post_timed(session, f"{base}/cb", "down")
+    finally:
+        await listener.stop()
+    assert status == 502 and took < 1.0
+    [record] = StoreReader(store_path).iter_records()
+    assert record["session_uuid"] == "down" and record["response_status"] == 502
+
+
+# -- the Plivo API fails -------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_sim() -> Iterator[SimThread]:
+    yield from simulator(lambda: Simulator(AUTH_ID, AUTH_TOKEN, time_factor=0.001))
+
+
+API_FAULTS = {
+    "401": (401, "credentials"),
+    "400": (400, "400"),
+    "404": (404, "404"),
+    "429": (429, "rate limiting"),
+    "500": (500, "server error"),
+    "hang": (None, "did not answer within 0.5 s"),
+    "refused": (None, "connection refused"),
+    "wrong-token": (None, "credentials"),
+}
+
+
+@pytest.mark.parametrize("fault", list(API_FAULTS))
+def test_plivo_api_failures_are_one_line_and_exit_3(
+    tmp_path: Path, api_sim: SimThread, fault: str
+) -> None:
+    """Every way the API can fail `send` ends in one error line, exit 3, and no traceback."""
+    status, words = API_FAULTS[fault]
+    env = cli_env(
+        PLIVO_AUTH_ID=AUTH_ID, PLIVO_AUTH_TOKEN=AUTH_TOKEN, VERIFYCLI_PLIVO_API_URL=api_sim.api_url
+    )
+    if fault == "hang":
+        api_sim.fail_next(None, hang=30)  # the simulator lets go when it closes
+    elif fault == "refused":
+        env["VERIFYCLI_PLIVO_API_URL"] = f"http://127.0.0.1:{free_port()}"
+    elif fault == "wrong-token":
+        env["PLIVO_AUTH_TOKEN"] = "not-the-token"
+    else:
+        api_sim.fail_next(status)
+    started = time.monotonic()
+    result = run_cli(
+        [
+            "send",
+            RECIPIENT,
+            "--no-tunnel",
+            "--port",
+            "0",
+            "--no-prompt",
+            "--timeout",
+            "0.5",
+            "--store",
+            str(tmp_path / "events.sqlite3"),
+        ],
+        env,
+    )
+    assert result.returncode == 3, result.stderr
+    assert time.monotonic() - started < 10
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert errors[-1].startswith("error: ") and words in errors[-1], result.stderr
+    assert sum(line.startswith("error:") for line in errors) == 1
+    assert "Traceback" not in result.stderr and result.stdout == ""
