@@ -38,6 +38,8 @@ FIELDS = {
 class Published(Collect):
     """A sink that wakes the test when the listener publishes (after the forward settles)."""
 
+    whole = True
+
     def __init__(self) -> None:
         super().__init__()
         self.arrived = asyncio.Event()
@@ -155,6 +157,26 @@ async def test_slow_app_does_not_hold_up_storing_or_answering(
     assert event.forward is not None and event.forward["status"] == 204
     [stored] = StoreReader(store.path).iter_events()
     assert stored.forward == event.forward
+
+
+async def test_live_sinks_see_the_event_before_the_forward_settles(
+    store: EventStore, http: aiohttp.ClientSession, published: Published
+) -> None:
+    """The live table shows a callback at once; the forward's outcome appears on it later."""
+    live = Collect()
+    with Receiver(status=204, hold=True) as slow:
+        running = await serve(store, published, forward_to=slow.url + "/hook")
+        running.sinks.append(live)
+        try:
+            await post_callback(http, running)
+            await asyncio.to_thread(slow.wait, 1)
+            assert [e.forward for e in live.events] == [None]
+            slow.release()
+            whole = await published.next()
+        finally:
+            await running.stop()
+    assert live.events[0] is whole
+    assert whole.forward is not None and whole.forward["status"] == 204
 
 
 async def test_dead_app_error_is_recorded(

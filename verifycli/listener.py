@@ -33,7 +33,12 @@ BODY_TIMEOUT = 10.0
 
 
 class Sink(Protocol):
-    """Where captured events are shown: the live table, NDJSON on stdout, a test."""
+    """Where captured events are shown: the live table, NDJSON on stdout, a test.
+
+    A sink with `whole = True` gets an event only once it is complete, after its forward
+    (NDJSON lines are final); the others get it at once and see the forward's outcome
+    appear on the same event object.
+    """
 
     def event(self, event: CallbackEvent) -> None: ...
 
@@ -253,7 +258,10 @@ class Listener:
             return web.Response(status=503, text="verifycli could not store this callback\n")
         self.stats.count(event)
         status = event.response_status or 200
-        if self._forwarder is not None:
+        if self._forwarder is None:
+            self._publish(event)
+        else:
+            self._publish(event, whole=False)
             forwarding = self._forward(event)
             if self.options.answer_from_forward:
                 await forwarding
@@ -262,8 +270,6 @@ class Listener:
                 task = asyncio.get_running_loop().create_task(forwarding)
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-        else:
-            self._publish(event)
         if status in (204, 304) or status < 200:
             return web.Response(status=status)
         return web.Response(status=status, text=f"verifycli stored event #{event.id}\n")
@@ -315,11 +321,13 @@ class Listener:
             await self.store.set_forward(event.id, result, status)
         except StoreWriteError as exc:
             self._warn(f"could not record the forward of event #{event.id}: {exc}")
-        self._publish(event)
+        self._publish(event, whole=True)
 
-    def _publish(self, event: CallbackEvent) -> None:
+    def _publish(self, event: CallbackEvent, whole: bool | None = None) -> None:
+        """To every sink, or (forwarding) to those that want events now / only whole."""
         for sink in self.sinks:
-            sink.event(event)
+            if whole is None or getattr(sink, "whole", False) == whole:
+                sink.event(event)
 
     def _warn(self, message: str) -> None:
         for sink in self.sinks:

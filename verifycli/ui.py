@@ -256,6 +256,11 @@ class LiveView:
         self._lock = threading.Lock()
         self.live = console.is_terminal
 
+    @property
+    def whole(self) -> bool:
+        """Plain lines cannot be redrawn, so they wait for the forward's outcome."""
+        return not self.live
+
     def __enter__(self) -> LiveView:
         self.start()
         return self
@@ -329,6 +334,8 @@ class LiveView:
 
 class JsonLines:
     """NDJSON on stdout: one event record per line and nothing else."""
+
+    whole = True  # with --forward-to, a line is written once the forward is known
 
     def __init__(self, stream: IO[str] | None = None, session_filter: str | None = None) -> None:
         self.stream = stream or sys.stdout
