@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import SplitResult, urlsplit
 
 from verifycli.errors import ConfigError
 
@@ -139,3 +140,20 @@ def require_token(token: Secret | None) -> Secret:
     if not token:
         raise ConfigError("PLIVO_AUTH_TOKEN is not set: export it or put it in .env")
     return token
+
+
+def check_http_url(url: str, flag: str, example: str) -> tuple[str, SplitResult]:
+    """An absolute http(s) URL given to `flag`, stripped and split; ConfigError otherwise."""
+    text = url.strip()
+    if not text or any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ConfigError(f"{flag} needs a URL without spaces, {example}")
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        raise ConfigError(
+            f"{flag} {text!r} is not a valid URL: check its host and port, {example}"
+        ) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{flag} needs an http:// or https:// URL, {example}; not {text!r}")
+    return text, parts

@@ -10,12 +10,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
 
 from verifycli.callbacks import CallbackEvent
+from verifycli.config import check_http_url
 from verifycli.errors import ConfigError
 
 # Headers that describe one hop, not the callback; aiohttp sets its own.
@@ -43,17 +43,7 @@ REPLAY_TIMEOUT = 10.0
 
 def check_target(url: str, flag: str) -> str:
     """A forward/replay/trigger target must be an absolute http(s) URL; ConfigError otherwise."""
-    text = url.strip()
-    example = "like http://127.0.0.1:3000/plivo/verify"
-    if not text or any(ch.isspace() or not ch.isprintable() for ch in text):
-        raise ConfigError(f"{flag} needs a URL without spaces, {example}")
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r} is not a valid URL: check its host and port") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{flag} needs an http:// or https:// URL, {example}; not {text!r}")
+    text, parts = check_http_url(url, flag, "like http://127.0.0.1:3000/plivo/verify")
     if parts.fragment:
         raise ConfigError(f"{flag} {text!r} must not have a #fragment")
     return text

@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
 
+from verifycli.config import check_http_url
 from verifycli.errors import ConfigError, TunnelError
 
 if TYPE_CHECKING:
@@ -118,28 +118,13 @@ def open_tunnel(
 
 def check_public_url(url: str) -> str:
     """The --public-url value, checked and without its trailing slash; ConfigError otherwise."""
-    text = url.strip()
-    example = "like https://example.trycloudflare.com"
-    if not text or any(ch.isspace() or not ch.isprintable() for ch in text):
-        raise ConfigError(f"--public-url needs a URL, without spaces, {example}")
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
-    except ValueError:
-        raise ConfigError(
-            f"--public-url {text!r} is not a valid URL: check its host and port, {example}"
-        ) from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise ConfigError(f"--public-url must start with https:// or http://, {example}: {text!r}")
-    if not parts.hostname:
-        raise ConfigError(f"--public-url {text!r} has no host: give the tunnel's URL, {example}")
+    text, parts = check_http_url(url, "--public-url", "like https://example.trycloudflare.com")
     if "?" in text or "#" in text:
         raise ConfigError(
             f"--public-url {text!r} must not have a query (?) or fragment (#): "
             "give the tunnel's base URL, which callbacks get their own paths under"
         )
-    return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 def _hostport(host: str, port: int) -> str:
