@@ -72,10 +72,16 @@ def clean_text(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
-def _collect(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
+def has_surrogates(texts: Iterable[str]) -> bool:
+    """Whether any of `texts` needs clean_text: one search instead of one per text."""
+    return _SURROGATE.search("".join(texts)) is not None
+
+
+def _collect(pairs: Iterable[tuple[str, str]], clean: bool = True) -> dict[str, str | list[str]]:
     params: dict[str, str | list[str]] = {}
     for key, value in pairs:
-        key, value = clean_text(key), clean_text(value)
+        if clean:
+            key, value = clean_text(key), clean_text(value)
         have = params.get(key)
         if have is None:
             params[key] = value
@@ -117,14 +123,16 @@ def _json_value(value: Any) -> str:
 
 def parse_params(method: str, content_type: str, body: bytes, query: str) -> Parsed:
     """Read the parameters a sender put in the body (form, multipart, JSON) or the query."""
-    query_pairs = parse_qsl(query, keep_blank_values=True, errors="replace")
+    query_pairs = parse_qsl(query, keep_blank_values=True, errors="replace") if query else []
     body_params: dict[str, str | list[str]] = {}
     error = None
     mime = content_type.split(";", 1)[0].strip().lower()
     try:
         if mime == "application/x-www-form-urlencoded" or (not mime and b"=" in body):
             text = body.decode("utf-8", "replace")
-            body_params = _collect(parse_qsl(text, keep_blank_values=True, errors="replace"))
+            # Decoded and unquoted with errors="replace": no lone surrogate can come out.
+            pairs = parse_qsl(text, keep_blank_values=True, errors="replace")
+            body_params = _collect(pairs, clean=False)
         elif mime.startswith("multipart/"):
             body_params = _collect(_multipart(content_type, body))
         elif mime == "application/json" or mime.endswith("+json"):

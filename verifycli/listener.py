@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import signal
@@ -14,9 +15,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
-from verifycli.callbacks import CallbackEvent, clean_text, encode_body, parse_params
+from verifycli.callbacks import CallbackEvent, clean_text, encode_body, has_surrogates, parse_params
 from verifycli.errors import ConfigError, StoreWriteError
 from verifycli.relay import Forwarder, check_target
 from verifycli.signature import Checker, SignatureResult
@@ -281,7 +282,9 @@ class Listener:
         url = self.base_url + raw
         # Header bytes that are not UTF-8 arrive as lone surrogates: cleaned, or the event
         # could be neither stored nor shown.
-        received = CIMultiDict((clean_text(k), clean_text(v)) for k, v in request.headers.items())
+        received: CIMultiDictProxy[str] | CIMultiDict[str] = request.headers
+        if has_surrogates(itertools.chain.from_iterable(received.items())):
+            received = CIMultiDict((clean_text(k), clean_text(v)) for k, v in received.items())
         headers: dict[str, str] = {}
         for name, value in received.items():
             headers[name] = f"{headers[name]}, {value}" if name in headers else value

@@ -14,15 +14,9 @@ import hmac
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
-
-from plivo.utils import validate_signature as _plivo_validate_v2
-from plivo.utils.signature_v3 import (
-    construct_get_url,
-    get_signature_v3,
-    get_sorted_params_string,
-)
 
 Verdict = Literal["valid", "invalid", "unsigned", "unchecked", "replayed"]
 Scheme = Literal["v3", "ma-v3", "v2", "ma-v2"]
@@ -66,11 +60,30 @@ def _plain_params(params: Params) -> dict[str, str | list[str]]:
     return {k: v if isinstance(v, str) else list(v) for k, v in params.items()}
 
 
+@functools.cache
+def _sdk() -> SimpleNamespace:
+    """plivo.utils, imported on first use: importing it loads the whole SDK (about 80 ms), which
+    `export`, `events` and `--help` do not need."""
+    from plivo.utils import validate_signature
+    from plivo.utils.signature_v3 import (
+        construct_get_url,
+        get_signature_v3,
+        get_sorted_params_string,
+    )
+
+    return SimpleNamespace(
+        validate_v2=validate_signature,
+        construct_get_url=construct_get_url,
+        get_signature_v3=get_signature_v3,
+        get_sorted_params_string=get_sorted_params_string,
+    )
+
+
 @functools.lru_cache(maxsize=256)
 def _v3_url_part(url: str, no_params: bool) -> str:
     """The URL's part of the V3 canonical string; callbacks come to one URL, so it is parsed
     once instead of on every request."""
-    canonical: bytes = construct_get_url(url, {}, no_params)
+    canonical: bytes = _sdk().construct_get_url(url, {}, no_params)
     return canonical.decode()
 
 
@@ -80,8 +93,8 @@ def _v3_digest(method: str, url: str, params: Params, nonce: str, token: str) ->
         canonical = _v3_url_part(url, True)
     else:
         plain = _plain_params(params)
-        canonical = _v3_url_part(url, not plain) + get_sorted_params_string(plain)
-    digest: bytes = get_signature_v3(token.encode(), canonical, nonce)
+        canonical = _v3_url_part(url, not plain) + _sdk().get_sorted_params_string(plain)
+    digest: bytes = _sdk().get_signature_v3(token.encode(), canonical, nonce)
     return digest
 
 
@@ -137,7 +150,8 @@ def _matches(
         expected = _v3_digest(method, url, params, nonce, token)
         return any(hmac.compare_digest(expected, s) for s in sent)
     # V2 goes through the SDK's own validator: it is the reference users compare against.
-    return any(_plivo_validate_v2(url, nonce, s.decode("latin-1"), token) for s in sent)
+    validate = _sdk().validate_v2
+    return any(validate(url, nonce, s.decode("latin-1"), token) for s in sent)
 
 
 def _toggle_slash(url: str) -> tuple[str, str]:
@@ -181,6 +195,8 @@ class Checker:
 
     def __init__(self, auth_token: str | None, main_token: str | None = None) -> None:
         self._tokens: dict[bool, str | None] = {False: auth_token, True: main_token}
+        if auth_token or main_token:
+            _sdk()  # now, not in the first callback's answer
 
     def check(
         self,

@@ -21,6 +21,10 @@ SCHEMA_VERSION = 1
 APPLICATION_ID = 0x56434C49  # "VCLI": tells our files from any other SQLite database
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BATCH_MAX = 512
+# Checkpoints (WAL pages copied into the database) run in their own thread, at most this
+# often; the writer checkpoints itself only if the WAL ever reaches _WRITER_CHECKPOINT pages.
+_CHECKPOINT_EVERY = 0.1
+_WRITER_CHECKPOINT = 10_000
 _FETCH = 1000
 
 _SCHEMA = """
@@ -165,8 +169,14 @@ class EventStore:
         self._thread = threading.Thread(
             target=self._write_loop, name="verifycli-store", daemon=True
         )
+        self._committed = threading.Event()
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="verifycli-checkpoint", daemon=True
+        )
         self._closed = False
         self._thread.start()
+        self._checkpointer.start()
 
     @staticmethod
     def _open_writer(path: Path) -> sqlite3.Connection:
@@ -187,6 +197,7 @@ class EventStore:
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_CHECKPOINT}")
             if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
                 conn.executescript(
                     f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA application_id = {APPLICATION_ID};"
@@ -235,6 +246,7 @@ class EventStore:
                     # callbacks committed with it.
                     done.append((job, None, exc))
             self._conn.execute("COMMIT")
+            self._committed.set()
         except (sqlite3.Error, OSError) as exc:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
@@ -246,6 +258,24 @@ class EventStore:
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
                 loop.call_soon_threadsafe(_settle, items)
+
+    def _checkpoint_loop(self) -> None:
+        """Copy committed pages from the WAL into the database, off the commit path: SQLite's
+        own checkpoint, inside every hundredth commit or so, made that callback wait for it."""
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            return  # the writer still checkpoints at _WRITER_CHECKPOINT pages
+        try:
+            while not self._stop.is_set():
+                self._committed.wait()
+                self._committed.clear()
+                # PASSIVE: never waits for, nor blocks, the writer or a reader.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self._stop.wait(_CHECKPOINT_EVERY)
+        finally:
+            conn.close()
 
     async def _submit(self, run: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
@@ -284,7 +314,10 @@ class EventStore:
         self._closed = True
         self._queue.put(None)
         self._thread.join()
-        self._conn.close()
+        self._stop.set()
+        self._committed.set()
+        self._checkpointer.join()
+        self._conn.close()  # last: the last connection to close removes the -wal and -shm files
 
     def __enter__(self) -> EventStore:
         return self
