@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import sys
@@ -39,6 +38,7 @@ class _Ordered(typer.core.TyperGroup):
 
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="verifycli",
     cls=_Ordered,
     help="Watch, check and keep Plivo Verify status callbacks.",
@@ -47,7 +47,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
 )
-events_app = typer.Typer(help="Stored callbacks: list them, or show one whole.")
+events_app = typer.Typer(
+    help="Stored callbacks: list them, or show one whole.",
+    short_help="List stored callbacks, or show one whole.",
+    rich_markup_mode=None,
+)
 app.add_typer(events_app, name="events")
 
 _state = {"debug": False}
@@ -179,7 +183,7 @@ AnswerFromForwardOpt = Annotated[
 ]
 
 
-@app.command()
+@app.command(short_help="Catch, check and store callbacks, live.")
 def listen(
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8080,
@@ -233,6 +237,8 @@ def listen(
         def ready(running: Running) -> None:
             _show_running(header, view, running)
 
+        import asyncio
+
         try:
             return asyncio.run(run_listen(settings, options, where, sinks, on_ready=ready))
         finally:
@@ -241,7 +247,7 @@ def listen(
     raise typer.Exit(run(action))
 
 
-@app.command()
+@app.command(short_help="Write stored callbacks as JSON, JSONL or CSV.")
 def export(
     store: StoreOpt = None,
     fmt: Annotated[
@@ -410,7 +416,7 @@ def events_show(
     run(action)
 
 
-@app.command()
+@app.command(short_help="Send a stored callback again.")
 def replay(
     to: ToOpt,
     event_id: Annotated[
@@ -429,6 +435,7 @@ def replay(
     """Send a stored callback again: same method, body, content type and signature headers."""
 
     def action() -> ExitCode:
+        import asyncio
         from urllib.parse import urlsplit
 
         from verifycli import relay
@@ -488,7 +495,7 @@ def replay(
     raise typer.Exit(run(action))
 
 
-@app.command()
+@app.command(short_help="Send a signed, made-up callback to your app.")
 def trigger(
     to: ToOpt,
     status: Annotated[
@@ -524,6 +531,8 @@ def trigger(
     """Send a made-up Verify callback signed with PLIVO_AUTH_TOKEN, to test your own handler."""
 
     def action() -> ExitCode:
+        import asyncio
+
         from verifycli import relay
         from verifycli.config import load_settings, require_token
         from verifycli.trigger import Prepared, TriggerSpec, trigger
@@ -560,7 +569,7 @@ def trigger(
     raise typer.Exit(run(action))
 
 
-@app.command()
+@app.command(short_help="Check the setup and say what to fix.")
 def doctor(
     store: StoreOpt = None,
     port: Annotated[
@@ -573,6 +582,8 @@ def doctor(
     """Check credentials, .env, ngrok, the store, the port and packages; say what to fix."""
 
     def action() -> ExitCode:
+        import asyncio
+
         from verifycli.doctor import Machine, diagnose, passed
         from verifycli.ui import human_console, print_checks
 
@@ -628,6 +639,8 @@ def _follow_session(
         except asyncio.CancelledError:
             raise KeyboardInterrupt from None
 
+    import asyncio
+
     try:
         outcome = asyncio.run(until_terminated())
     finally:
@@ -643,7 +656,7 @@ def _prompt_codes(view: LiveView) -> CodeSource:
     return PromptCode(lambda attempt: ask_code(view.console, attempt, 3), view.pause, view.resume)
 
 
-@app.command()
+@app.command(short_help="Send a code and follow it to the end.")
 def send(
     recipient: Annotated[
         str, typer.Argument(help="Phone number in E.164 form, e.g. +14155550100.")
@@ -754,7 +767,7 @@ def send(
     raise typer.Exit(run(action))
 
 
-@app.command()
+@app.command(short_help="The send flow against a built-in simulator.")
 def demo(
     auto: AutoOpt = False,
     channel: ChannelOpt = "sms",
