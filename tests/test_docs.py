@@ -1,0 +1,87 @@
+"""The README documents every command, flag, environment variable and exit code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from verifycli.cli import app
+from verifycli.config import ENV_VARS
+from verifycli.errors import ExitCode
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def commands() -> dict[str, list[str]]:
+    """Each command path (`events show`) with its long option names."""
+    root = typer.main.get_command(app)
+    found: dict[str, list[str]] = {}
+
+    def walk(cmd: object, path: str) -> None:
+        subs = getattr(cmd, "commands", None)
+        params = [o for p in getattr(cmd, "params", []) for o in p.opts if o.startswith("--")]
+        if path:
+            found[path] = [o for o in params if o != "--help"]
+        for name, sub in (subs or {}).items():
+            walk(sub, f"{path} {name}".strip())
+
+    walk(root, "")
+    return found
+
+
+@pytest.mark.parametrize("command", sorted(commands()))
+def test_every_command_is_in_the_readme(command: str) -> None:
+    """A `### verifycli COMMAND` section (or mention) exists for every command."""
+    assert f"verifycli {command}" in README
+
+
+@pytest.mark.parametrize(
+    ("command", "option"), sorted((c, o) for c, opts in commands().items() for o in opts)
+)
+def test_every_option_is_in_the_readme(command: str, option: str) -> None:
+    """Every long option of every command is documented."""
+    assert re.search(rf"`{re.escape(option)}[ `=\\|]", README), f"{command} {option}"
+
+
+@pytest.mark.parametrize("name", sorted(ENV_VARS))
+def test_every_env_var_is_documented(name: str) -> None:
+    """Every environment variable is in the README and in .env.example."""
+    assert f"`{name}`" in README
+    assert f"\n{name}=" in (ROOT / ".env.example").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("code", list(ExitCode))
+def test_every_exit_code_is_documented(code: ExitCode) -> None:
+    """The exit-code table lists every ExitCode."""
+    assert re.search(rf"^\| {int(code)} \|", README, re.MULTILINE), code
+
+
+def test_global_options_are_documented() -> None:
+    """--version and --debug are in the README."""
+    assert "verifycli --version" in README and "verifycli --debug" in README
+
+
+def test_exactly_two_setup_commands() -> None:
+    """The Set up section holds exactly two commands: demo, and the tests."""
+    section = README.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 2
+    assert blocks[0].strip().endswith("verifycli demo")
+    assert "pytest" in blocks[1]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """.ci/run installs the way the README's test command does, and runs pytest."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "pip install --quiet -e '.[test]'" in ci
+    assert "pip install -e '.[test]'" in README
+    assert re.search(r"^pytest", ci, re.MULTILINE)
+
+
+def test_no_placeholders_left() -> None:
+    """Every README section placeholder was filled in."""
+    assert not re.search(r"^[A-Z_]+_SECTION$", README, re.MULTILINE)
