@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from ngrok_stub import FakeNgrok, fake_ngrok_env
 
 from verifycli.callbacks import CallbackEvent
 from verifycli.listener import Listener, ListenOptions
@@ -76,6 +77,13 @@ async def listener(store: EventStore, sink: Collect) -> AsyncIterator[Listener]:
     await running.start()
     yield running
     await running.stop()
+
+
+@pytest.fixture
+def ngrok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNgrok]:
+    """The stand-in ngrok agent, set up for pyngrok's real code path (tests/ngrok_stub.py)."""
+    with fake_ngrok_env(tmp_path, monkeypatch) as fake:
+        yield fake
 
 
 def cli_env(**extra: str) -> dict[str, str]:

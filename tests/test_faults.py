@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from ngrok_stub import FakeNgrok, fake_ngrok_env
+from ngrok_stub import FakeNgrok
 from procs import (
     CODE,
     RECIPIENT,
@@ -157,12 +157,6 @@ def test_a_store_that_cannot_grow_answers_503_warns_and_recovers(tmp_path: Path)
 
 
 # -- the tunnel dies -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def ngrok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNgrok]:
-    with fake_ngrok_env(tmp_path, monkeypatch) as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from ngrok_stub import FakeNgrok, fake_ngrok_env
+from ngrok_stub import FakeNgrok
 from procs import (
     CODE,
     RECIPIENT,
@@ -88,12 +88,6 @@ def receiver() -> Iterator[Receiver]:
     running = Receiver()
     yield running
     running.close()
-
-
-@pytest.fixture
-def ngrok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNgrok]:
-    with fake_ngrok_env(tmp_path, monkeypatch) as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from ngrok_stub import fake_ngrok_env, pid_alive, wait_until
 from plivo.utils import validate_signature, validate_v3_signature
+from procs import run_cli
 
 from tests.conftest import AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, NGROK_TOKEN, Collect, cli_env
 from verifycli.config import Secret, Settings
@@ -328,21 +327,11 @@ async def test_send_through_ngrok_stand_in(
 
 def test_demo_auto_subprocess_without_plivo_settings(tmp_path: Path) -> None:
     """`verifycli demo --auto` needs no account and no network: exit 0, verified."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "verifycli",
-            "demo",
-            "--auto",
-            "--store",
-            str(tmp_path / "d.sqlite3"),
-        ],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_cli(
+        ["demo", "--auto", "--store", str(tmp_path / "d.sqlite3")],
+        cli_env(),
         cwd=tmp_path,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "verified: the code was right" in result.stderr
@@ -351,22 +340,11 @@ def test_demo_auto_subprocess_without_plivo_settings(tmp_path: Path) -> None:
 
 def test_demo_json_prints_only_records(tmp_path: Path) -> None:
     """demo --json writes the session's records to stdout, one per line, nothing else."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "verifycli",
-            "demo",
-            "--auto",
-            "--json",
-            "--store",
-            str(tmp_path / "d.sqlite3"),
-        ],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_cli(
+        ["demo", "--auto", "--json", "--store", str(tmp_path / "d.sqlite3")],
+        cli_env(),
         cwd=tmp_path,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
@@ -377,22 +355,10 @@ def test_demo_json_prints_only_records(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("scenario", "code"), [("undelivered", 1), ("failed", 1)])
 def test_demo_failure_scenarios_exit_1(tmp_path: Path, scenario: str, code: int) -> None:
     """demo's failure scenarios end with send's exit code for them."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "verifycli",
-            "demo",
-            "--auto",
-            "--scenario",
-            scenario,
-            "--store",
-            str(tmp_path / "d.sqlite3"),
-        ],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_cli(
+        ["demo", "--auto", "--scenario", scenario, "--store", str(tmp_path / "d.sqlite3")],
+        cli_env(),
         cwd=tmp_path,
+        timeout=60,
     )
     assert result.returncode == code, result.stderr
