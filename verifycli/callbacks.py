@@ -30,27 +30,6 @@ PLIVO_FIELDS: dict[str, str] = {
     "request_time": "RequestTime",
 }
 
-# Order of the keys in every event record; users script against these names.
-RECORD_KEYS: tuple[str, ...] = (
-    "id",
-    "received_at",
-    "method",
-    "url",
-    "path",
-    "query",
-    "headers",
-    "content_type",
-    "body",
-    "body_encoding",
-    "fields",
-    "parse_error",
-    *PLIVO_FIELDS,
-    "signature",
-    "retry_of",
-    "response_status",
-    "forward",
-)
-
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
@@ -210,7 +189,7 @@ class CallbackEvent:
         return (attempt, self.fields.get("ChannelStatus", ""), self.fields.get("SessionStatus", ""))
 
     def to_record(self) -> dict[str, Any]:
-        """The stable record shape of DESIGN.md, keys in RECORD_KEYS order."""
+        """The stable record shape of DESIGN.md; users script against these keys and their order."""
         record: dict[str, Any] = {
             "id": self.id,
             "received_at": self.received_at,

@@ -203,13 +203,11 @@ def listen(
     """Catch every callback sent to a local listener (through a tunnel), check and store it."""
 
     def action() -> ExitCode:
-        from verifycli.config import load_settings
         from verifycli.flows import Where, run_listen
         from verifycli.listener import ListenOptions
-        from verifycli.tunnel import check_public_url
         from verifycli.ui import Header, JsonLines, LiveView, human_console
 
-        settings = load_settings().with_store(store)
+        settings = load_settings_for(store)
         options = ListenOptions(
             host=host,
             port=port,
@@ -221,9 +219,7 @@ def listen(
             forward_to=forward_to,
             answer_from_forward=answer_from_forward,
         )
-        where = Where(
-            public_url=check_public_url(public_url) if public_url else None, no_tunnel=no_tunnel
-        )
+        where = Where(public_url=public_url, no_tunnel=no_tunnel)
         console = human_console(json_out)
         header = Header(store_path=str(settings.store_path))
         view = LiveView(console, header, session_filter=session)
@@ -704,13 +700,11 @@ def send(
     """Send a code with Plivo Verify and follow its status callbacks to the end."""
 
     def action() -> ExitCode:
-        from verifycli.config import load_settings
         from verifycli.flows import Where
         from verifycli.listener import ListenOptions
         from verifycli.send import FixedCode, SendRequest, Status, run_send
-        from verifycli.tunnel import check_public_url
 
-        settings = load_settings().with_store(store)
+        settings = load_settings_for(store)
         request = SendRequest(
             recipient=recipient,
             channel=channel,
@@ -732,9 +726,7 @@ def send(
             forward_to=forward_to,
             answer_from_forward=answer_from_forward,
         )
-        where = Where(
-            public_url=check_public_url(public_url) if public_url else None, no_tunnel=no_tunnel
-        )
+        where = Where(public_url=public_url, no_tunnel=no_tunnel)
         # Credentials are checked before anything starts.
         from verifycli.config import check_auth_id, require_token
 

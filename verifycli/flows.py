@@ -7,12 +7,16 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from verifycli.config import Settings
 from verifycli.errors import ExitCode
 from verifycli.listener import Listener, ListenOptions, Sink
 from verifycli.signature import Checker
 from verifycli.store import EventStore
+
+if TYPE_CHECKING:
+    from verifycli.tunnel import Tunnel
 
 TUNNEL_WATCH_SECONDS = 1.0
 
@@ -26,13 +30,18 @@ class Where:
     ngrok_path: str | None = None
     ngrok_config: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.public_url is not None:
+            from verifycli.tunnel import check_public_url
+
+            self.public_url = check_public_url(self.public_url)
+
 
 @dataclass
 class Running:
     """A listener that is up, with its tunnel and store, for a flow to use."""
 
     listener: Listener
-    store: EventStore
     public_url: str
     tunnel_kind: str
     tunnel_died: asyncio.Event = field(default_factory=asyncio.Event)
@@ -69,7 +78,7 @@ async def running_listener(
         try:
             if tunnel.kind != "none":
                 listener.public_url = tunnel.public_url
-            running = Running(listener, store, listener.base_url, tunnel.kind)
+            running = Running(listener, listener.base_url, tunnel.kind)
             watch = asyncio.get_running_loop().create_task(_watch_tunnel(tunnel, running, sinks))
             try:
                 yield running
@@ -84,13 +93,12 @@ async def running_listener(
         store.close()
 
 
-async def _watch_tunnel(tunnel: object, running: Running, sinks: list[Sink]) -> None:
-    alive = getattr(tunnel, "alive", None)
-    if alive is None or running.tunnel_kind != "ngrok":
+async def _watch_tunnel(tunnel: Tunnel, running: Running, sinks: list[Sink]) -> None:
+    if tunnel.kind != "ngrok":
         return
     while True:
         await asyncio.sleep(TUNNEL_WATCH_SECONDS)
-        if not alive():
+        if not tunnel.alive():
             running.tunnel_died.set()
             for sink in sinks:
                 sink.warn(
