@@ -18,6 +18,7 @@ ENV_VARS: dict[str, str] = {
     "NGROK_AUTHTOKEN": "Your ngrok authtoken, passed to the ngrok agent.",
     "VERIFYCLI_STORE": "Path of the SQLite file that keeps every callback.",
     "VERIFYCLI_PLIVO_API_URL": "Replaces https://api.plivo.com (the simulator); unset in real use.",
+    "VERIFYCLI_UI_TOKEN": "The browser inspector's access token (default: a new one per run).",
 }
 
 
@@ -73,6 +74,8 @@ class Settings:
     store_path: Path = field(default_factory=default_store_path)
     api_url: str | None = None
     env_file: Path | None = None
+    # Printed on purpose, in the inspector's URL: not one of secrets().
+    ui_token: Secret | None = None
 
     def with_store(self, path: Path | None) -> Settings:
         return self if path is None else replace(self, store_path=path)
@@ -121,6 +124,7 @@ def load_settings(
         store_path=Path(store).expanduser() if store else default_store_path(),
         api_url=get("VERIFYCLI_PLIVO_API_URL"),
         env_file=found,
+        ui_token=_secret(get("VERIFYCLI_UI_TOKEN")),
     )
 
 

@@ -66,6 +66,10 @@ class Filters:
     verdict: str | None = None
     since: str | None = None
     ids: tuple[int, ...] | None = None
+    # The inspector's filters: a SessionUUID prefix, words anywhere in the record, new ids.
+    session_prefix: str | None = None
+    text: str | None = None
+    after: int | None = None
 
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -84,6 +88,16 @@ class Filters:
         if self.ids is not None:
             clauses.append(f"id IN ({','.join('?' * len(self.ids))})")
             args.extend(self.ids)
+        if self.session_prefix:
+            clauses.append("substr(session_uuid, 1, ?) = ?")
+            args.extend((len(self.session_prefix), self.session_prefix))
+        if self.text:
+            # ASCII case folding only (SQLite's lower()); the record is JSON with raw UTF-8.
+            clauses.append("instr(lower(record), lower(?)) > 0")
+            args.append(self.text)
+        if self.after is not None:
+            clauses.append("id > ?")
+            args.append(self.after)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
@@ -452,6 +466,18 @@ class StoreReader:
             if conn is None:
                 return 0
             return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def sessions(self, limit: int) -> list[str]:
+        """The SessionUUIDs of the `limit` sessions heard from most recently, newest first."""
+        with self._connect() as conn:
+            if conn is None:
+                return []
+            rows = conn.execute(
+                "SELECT session_uuid FROM events WHERE session_uuid IS NOT NULL"
+                " GROUP BY session_uuid ORDER BY max(id) DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def chain(self, event: CallbackEvent) -> list[int]:
         """Ids of every delivery of the same callback (the first and its retries)."""
