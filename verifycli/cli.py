@@ -26,7 +26,17 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-COMMAND_ORDER = ("send", "demo", "listen", "events", "export", "replay", "trigger", "doctor")
+COMMAND_ORDER = (
+    "send",
+    "demo",
+    "listen",
+    "ui",
+    "events",
+    "export",
+    "replay",
+    "trigger",
+    "doctor",
+)
 
 
 class _Ordered(typer.core.TyperGroup):
@@ -199,6 +209,10 @@ def listen(
     session: SessionOpt = None,
     forward_to: ForwardOpt = None,
     answer_from_forward: AnswerFromForwardOpt = False,
+    ui_on: UiOpt = False,  # inspector (issue 14)
+    ui_host: UiHostOpt = "127.0.0.1",
+    ui_port: UiPortOpt = 4050,
+    open_browser: OpenOpt = False,
 ) -> None:
     """Catch every callback sent to a local listener (through a tunnel), check and store it."""
 
@@ -235,8 +249,19 @@ def listen(
 
         import asyncio
 
+        ui = _ui_request(ui_on or open_browser, ui_host, ui_port, open_browser, settings)
         try:
-            return asyncio.run(run_listen(settings, options, where, sinks, on_ready=ready))
+            return asyncio.run(
+                _with_ui(  # the inspector, when --ui (issue 14)
+                    ui,
+                    settings.store_path,
+                    sinks,
+                    header,
+                    lambda: run_listen(settings, options, where, sinks, on_ready=ready),
+                    forward_to,
+                    port,
+                )
+            )
         finally:
             view.stop()
 
@@ -607,6 +632,8 @@ def _follow_session(
     store_path: str,
     codes: Callable[[LiveView], CodeSource | None],
     note: str = "",
+    ui: UiRequest | None = None,
+    replay_to: str | None = None,
 ) -> ExitCode:
     """Shared by send and demo: the live view with the session panel, then the summary."""
     from verifycli.send import Tracker
@@ -631,7 +658,15 @@ def _follow_session(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGTERM, task.cancel)
         try:
-            return await run_flow([view], tracker, codes(view), FlowHooks(ready, bound))
+            sinks: list[Sink] = [view]
+            return await _with_ui(  # the inspector, when --ui (issue 14)
+                ui,
+                Path(store_path),
+                sinks,
+                header,
+                lambda: run_flow(sinks, tracker, codes(view), FlowHooks(ready, bound)),
+                replay_to,
+            )
         except asyncio.CancelledError:
             raise KeyboardInterrupt from None
 
@@ -696,6 +731,10 @@ def send(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Give up after this many seconds.")
     ] = 600.0,
+    ui_on: UiOpt = False,  # inspector (issue 14)
+    ui_host: UiHostOpt = "127.0.0.1",
+    ui_port: UiPortOpt = 4050,
+    open_browser: OpenOpt = False,
 ) -> None:
     """Send a code with Plivo Verify and follow its status callbacks to the end."""
 
@@ -754,7 +793,10 @@ def send(
             return FixedCode(otp) if otp is not None else _prompt_codes(view)
 
         status = Status(request.recipient, request.channel)
-        return _follow_session(json_out, flow, status, str(settings.store_path), codes)
+        ui = _ui_request(ui_on or open_browser, ui_host, ui_port, open_browser, settings)
+        return _follow_session(
+            json_out, flow, status, str(settings.store_path), codes, ui=ui, replay_to=forward_to
+        )
 
     raise typer.Exit(run(action))
 
@@ -781,10 +823,15 @@ def demo(
         ),
     ] = None,
     json_out: JsonOpt = False,
+    ui_on: UiOpt = False,  # inspector (issue 14)
+    ui_host: UiHostOpt = "127.0.0.1",
+    ui_port: UiPortOpt = 4050,
+    open_browser: OpenOpt = False,
 ) -> None:
     """Run the whole send flow against the built-in Plivo simulator: no account, no network."""
 
     def action() -> ExitCode:
+        from verifycli.config import load_settings
         from verifycli.demo import check_scenario, demo_store_path, run_demo
         from verifycli.send import SendRequest, Status
         from verifycli.ui import phone_message
@@ -818,7 +865,113 @@ def demo(
         note = f"demo: simulated Plivo, scenario {chosen}" + (
             ", code typed for you" if auto else ""
         )
-        return _follow_session(json_out, flow, status, str(path), codes, note)
+        ui = _ui_request(ui_on or open_browser, ui_host, ui_port, open_browser, load_settings())
+        return _follow_session(json_out, flow, status, str(path), codes, note, ui=ui)
+
+    raise typer.Exit(run(action))
+
+
+# -- the browser inspector (issue 14): `verifycli ui`, and --ui on listen, send and demo ------
+
+if TYPE_CHECKING:
+    from verifycli.inspector.run import UiRequest
+
+# Typer reads these annotations when the app is built, so they may come after their users.
+UiOpt = Annotated[
+    bool, typer.Option("--ui", help="Also serve the browser inspector (its URL is printed).")
+]
+UiHostOpt = Annotated[
+    str, typer.Option("--ui-host", help="Address for the inspector; not loopback warns.")
+]
+UiPortOpt = Annotated[
+    int, typer.Option("--ui-port", help="Port for the inspector; 0 picks a free one.")
+]
+OpenOpt = Annotated[
+    bool, typer.Option("--open", help="Open the inspector in the browser (implies --ui).")
+]
+
+
+def _ui_request(
+    on: bool, host: str, port: int, open_browser: bool, settings: Settings
+) -> UiRequest | None:
+    """The inspector the flags ask for, or None; its token from VERIFYCLI_UI_TOKEN or new."""
+    if not on:
+        return None
+    from verifycli.inspector.run import UiRequest
+
+    token = settings.ui_token.reveal() if settings.ui_token else None
+    return UiRequest(host=host, port=port, open_browser=open_browser, token=token)
+
+
+def _announce(header: Header | None) -> Callable[[str, bool], None]:
+    """The inspector's URL: one line on stderr, and a row of the header panel."""
+
+    def announce(url: str, exposed: bool) -> None:
+        from verifycli.ui import print_note, print_warning
+
+        if header is not None:
+            header.inspector_url = url
+        print_note(f"inspector: {url}")
+        if exposed:
+            print_warning(
+                "the inspector listens beyond this machine: anyone who can reach it and has "
+                "the token sees every callback (--ui-host 127.0.0.1 keeps it local)"
+            )
+
+    return announce
+
+
+async def _with_ui(
+    ui: UiRequest | None,
+    store_path: Path,
+    sinks: list[Sink],
+    header: Header,
+    flow: Callable[[], Coroutine[Any, Any, T]],
+    replay_to: str | None = None,
+    listener_port: int | None = None,
+) -> T:
+    """Run a flow, with the inspector beside it when --ui asked for one."""
+    if ui is None:
+        return await flow()
+    from verifycli.inspector.run import beside
+
+    return await beside(ui, store_path, sinks, _announce(header), flow, replay_to, listener_port)
+
+
+@app.command(short_help="Browse stored callbacks in a browser.")
+def ui(
+    store: StoreOpt = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to serve on; not loopback warns.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", help="Port to serve on; 0 picks a free one.")
+    ] = 4050,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the inspector in the browser.")
+    ] = False,
+) -> None:
+    """The browser inspector over the stored history, until Ctrl-C (listen --ui serves it live)."""
+
+    def action() -> ExitCode:
+        import asyncio
+
+        from verifycli.flows import stop_on_signals
+        from verifycli.inspector.run import alone
+        from verifycli.store import StoreReader
+
+        settings = load_settings_for(store)
+        StoreReader(settings.store_path)  # a foreign or newer file is refused before serving
+        request = _ui_request(True, host, port, open_browser, settings)
+        assert request is not None
+
+        async def serve() -> None:
+            stop = asyncio.Event()
+            with stop_on_signals(stop):
+                await alone(request, settings.store_path, _announce(None), stop)
+
+        asyncio.run(serve())
+        return ExitCode.OK
 
     raise typer.Exit(run(action))
 

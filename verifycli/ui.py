@@ -203,6 +203,7 @@ class Header:
     store_path: str = ""
     note: str = ""
     counts: Callable[[], dict[str, int]] = dict
+    inspector_url: str | None = None
 
 
 def _header_panel(header: Header) -> Panel:
@@ -212,6 +213,8 @@ def _header_panel(header: Header) -> Panel:
     grid.add_row("public URL", header.public_url or Text("none: listening locally only", "yellow"))
     grid.add_row("local", header.local_url)
     grid.add_row("store", header.store_path)
+    if header.inspector_url:
+        grid.add_row("inspector", header.inspector_url)
     counts = header.counts()
     line = Text()
     for name, value in counts.items():
