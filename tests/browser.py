@@ -42,7 +42,7 @@ def require_browser() -> Path:
         why = "Playwright is not installed: pip install -e '.[test]'"
     found = chromium_path()
     if why is None and found is None:
-        why = "no Chromium at /usr/bin/chromium: apt-get install chromium (or set VERIFYCLI_CHROMIUM)"
+        why = "no Chromium at /usr/bin/chromium: apt-get install chromium (or VERIFYCLI_CHROMIUM)"
     if why is not None:
         if os.environ.get("CI"):
             pytest.fail(f"browser tests must run in CI: {why}")

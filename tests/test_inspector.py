@@ -380,3 +380,16 @@ async def test_auth_token_never_reaches_the_page(
     for path in ("/api/meta", "/api/events", f"/api/events/{record['id']}", "/api/export"):
         _, text, _ = await get(http, inspector.base + path, headers=auth())
         assert AUTH_TOKEN not in text, path
+
+
+def test_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The browser tests may not quietly skip in CI when Chromium is missing."""
+    import browser
+
+    monkeypatch.setattr(browser, "chromium_path", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="must run in CI"):
+        browser.require_browser()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        browser.require_browser()

@@ -136,9 +136,7 @@ def test_one_event_whole_and_replay_to_a_real_receiver(page: Page, stack: Stack)
     row(page, STORED_SESSION).click()
     detail = page.locator("#detail")
     expect(detail).to_be_visible()
-    expect(page.locator("#request-line")).to_have_text(
-        f"POST {stack.listener}/verify/callback"
-    )
+    expect(page.locator("#request-line")).to_have_text(f"POST {stack.listener}/verify/callback")
     expect(detail).to_contain_text("valid (v3)")
     expect(detail).to_contain_text(STORED_SESSION)
     expect(detail).to_contain_text("first and only delivery")

@@ -831,7 +831,6 @@ def demo(
     """Run the whole send flow against the built-in Plivo simulator: no account, no network."""
 
     def action() -> ExitCode:
-        from verifycli.config import load_settings
         from verifycli.demo import check_scenario, demo_store_path, run_demo
         from verifycli.send import SendRequest, Status
         from verifycli.ui import phone_message
@@ -865,7 +864,7 @@ def demo(
         note = f"demo: simulated Plivo, scenario {chosen}" + (
             ", code typed for you" if auto else ""
         )
-        ui = _ui_request(ui_on or open_browser, ui_host, ui_port, open_browser, load_settings())
+        ui = _ui_request(ui_on or open_browser, ui_host, ui_port, open_browser, None)
         return _follow_session(json_out, flow, status, str(path), codes, note, ui=ui)
 
     raise typer.Exit(run(action))
@@ -892,13 +891,18 @@ OpenOpt = Annotated[
 
 
 def _ui_request(
-    on: bool, host: str, port: int, open_browser: bool, settings: Settings
+    on: bool, host: str, port: int, open_browser: bool, settings: Settings | None
 ) -> UiRequest | None:
-    """The inspector the flags ask for, or None; its token from VERIFYCLI_UI_TOKEN or new."""
+    """The inspector the flags ask for, or None; its token from VERIFYCLI_UI_TOKEN or new.
+
+    `settings` None: read them only now that they are needed (demo reads none otherwise).
+    """
     if not on:
         return None
+    from verifycli.config import load_settings
     from verifycli.inspector.run import UiRequest
 
+    settings = settings or load_settings()
     token = settings.ui_token.reveal() if settings.ui_token else None
     return UiRequest(host=host, port=port, open_browser=open_browser, token=token)
 
