@@ -393,3 +393,17 @@ def test_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.Mon
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
         browser.require_browser()
+
+
+async def test_stop_ends_open_streams_at_once(
+    listener: Listener, http: aiohttp.ClientSession
+) -> None:
+    """Ctrl-C with a page still open does not wait on its live stream."""
+    handle = await serve_inspector(listener.store.path, InspectorOptions(port=0, token=TOKEN))
+    async with http.get(handle.base + "/api/stream", headers=auth()) as stream:
+        await stream.content.readuntil(b"\n\n")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(handle.stop(), 5)
+        assert loop.time() - started < 0.9  # under the runner's 1 s shutdown timeout
+        assert await stream.content.read() == b""

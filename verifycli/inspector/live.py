@@ -42,11 +42,14 @@ class Hub:
 
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[str | None]] = set()
-        self.sent = 0
+
+    @property
+    def watched(self) -> bool:
+        """Whether any page is open: with none, a callback costs the hub nothing."""
+        return bool(self._queues)
 
     def push(self, record: dict[str, Any]) -> None:
         line = json.dumps(summary(record), ensure_ascii=False, separators=(",", ":"))
-        self.sent += 1
         for queue in list(self._queues):
             try:
                 queue.put_nowait(line)
@@ -82,7 +85,8 @@ class _Now:
         self.hub = hub
 
     def event(self, event: CallbackEvent) -> None:
-        self.hub.push(event.to_record())
+        if self.hub.watched:
+            self.hub.push(event.to_record())
 
     def warn(self, message: str) -> None:
         """Warnings are the terminal's; the page shows events."""
@@ -98,7 +102,7 @@ class _Whole(_Now):
     whole = True
 
     def event(self, event: CallbackEvent) -> None:
-        if event.forward is not None:
+        if event.forward is not None and self.hub.watched:
             self.hub.push(event.to_record())
 
 
