@@ -237,3 +237,21 @@ def test_the_listener_port_does_not_serve_the_page(page: Page, stack: Stack) -> 
     assert response is not None
     assert "verifycli stored event" in page.content()
     assert page.locator("#events").count() == 0
+
+
+def test_retry_chain_links_to_the_other_delivery(page: Page, stack: Stack) -> None:
+    """A retry's detail links to the first delivery; one click opens it."""
+    session = "4e7400000-0000-4000-8000-000000000005"
+    stack.post(fields(session, "sent"))
+    stack.post(fields(session, "sent"))  # the same callback again: Plivo's retry
+    open_inspector(page, stack)
+    rows = row(page, session)
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("↻ #")
+    rows.first.click()
+    detail = page.locator("#detail")
+    expect(detail).to_contain_text("this is a retry of #")
+    first_id = rows.last.locator("td").first.inner_text()
+    detail.locator("button.link", has_text=f"#{first_id}").click()
+    expect(detail.locator("h2")).to_contain_text(f"event #{first_id}")
+    expect(detail).to_contain_text("this is the first delivery; 1 retries")

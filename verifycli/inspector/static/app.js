@@ -264,6 +264,9 @@ async function openEvent(id, quiet) {
   const data = await api(`/api/events/${Number(id)}`).catch(showError);
   if (!data) return;
   const r = data.record;
+  // A live update of the open event keeps what the person typed and the replay's answer.
+  const keep = quiet && state.picked === r.id && $("replay-url")
+    ? { url: $("replay-url").value, result: [...$("replay-result").childNodes] } : null;
   state.picked = r.id;
   for (const tr of $("events").tBodies[0].rows) tr.classList.toggle("picked", Number(tr.dataset.id) === r.id);
   if (!quiet) history.replaceState(null, "", `#event/${r.id}`);
@@ -291,6 +294,10 @@ async function openEvent(id, quiet) {
     el("h3", {}, "Replay"), replayBox(r),
     el("h3", {}, "Copy as curl"), curlBox(data.curl),
   );
+  if (keep) {
+    $("replay-url").value = keep.url;
+    $("replay-result").replaceChildren(...keep.result);
+  }
 }
 
 function closeEvent() {
