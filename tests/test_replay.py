@@ -50,7 +50,9 @@ async def _record(store_path: Path) -> None:
             async with aiohttp.ClientSession() as http:
                 for status in ("sent", "delivered"):
                     form = fields(status)
-                    headers = signed_headers("POST", PUBLIC + "/cb", form, AUTH_TOKEN, MAIN_TOKEN)
+                    headers = signed_headers(
+                        "POST", PUBLIC + "/cb", form, AUTH_TOKEN, MAIN_TOKEN, ("v3", "v2")
+                    )
                     async with http.post(base + "/cb", data=form, headers=headers) as r:
                         assert r.status == 200
                 query = "SessionUUID=other&ChannelStatus=queued&ChannelErrorCode=&t=a%7Eb"

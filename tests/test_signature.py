@@ -215,8 +215,8 @@ def test_diagnosis_fallback_names_token_and_url() -> None:
 
 
 def test_signed_headers_carry_every_scheme() -> None:
-    """signed_headers with both tokens emits V3, Ma-V3, V2, Ma-V2 and both nonces, all valid."""
-    headers = signed_headers("POST", URL, PARAMS, TOKEN, MAIN)
+    """signed_headers asked for v3 and v2 emits V3, Ma-V3, V2, Ma-V2 and both nonces, all valid."""
+    headers = signed_headers("POST", URL, PARAMS, TOKEN, MAIN, ("v3", "v2"))
     n3, n2 = headers["X-Plivo-Signature-V3-Nonce"], headers["X-Plivo-Signature-V2-Nonce"]
     assert headers["X-Plivo-Signature-V3"] == ref_v3("POST", URL, PARAMS, n3, TOKEN)
     assert headers["X-Plivo-Signature-Ma-V3"] == ref_v3("POST", URL, PARAMS, n3, MAIN)
@@ -230,3 +230,30 @@ def test_result_never_contains_the_token() -> None:
     for checker in (Checker(TOKEN, MAIN), Checker(MAIN), Checker(None, MAIN)):
         detail = checker.check("POST", URL, headers_v3(sig, "1"), PARAMS).detail
         assert TOKEN not in detail and MAIN not in detail
+
+
+def test_v2_is_computed_as_the_sdk_computes_it_for_a_url_with_params() -> None:
+    """A `;params` URL signs and checks as plivo.utils.validate_signature has it (urlparse)."""
+    from plivo.utils import validate_signature
+
+    from verifycli.signature import Checker, sign_v2
+
+    url = "https://example.com/hooks/verify;jsessionid=abc?x=1"
+    signature = sign_v2(url, "12345", "tok")
+    assert validate_signature(url, "12345", signature, "tok")
+    headers = {"X-Plivo-Signature-V2": signature, "X-Plivo-Signature-V2-Nonce": "12345"}
+    assert Checker("tok").check("POST", url, headers, {}).verdict == "valid"
+
+
+def test_senders_sign_v2_by_default_and_v3_only_when_asked() -> None:
+    """signed_headers gives V2, Ma-V2 and the V2 nonce unless V3 is asked for."""
+    from verifycli.signature import signed_headers
+
+    plain = signed_headers("POST", "https://example.com/cb", {"a": "1"}, "tok")
+    assert set(plain) == {
+        "X-Plivo-Signature-V2",
+        "X-Plivo-Signature-Ma-V2",
+        "X-Plivo-Signature-V2-Nonce",
+    }
+    both = signed_headers("POST", "https://example.com/cb", {"a": "1"}, "tok", "main", ("v3", "v2"))
+    assert "X-Plivo-Signature-Ma-V3" in both and "X-Plivo-Signature-V3-Nonce" in both

@@ -50,8 +50,9 @@ def post_params(got: Received) -> dict[str, str]:
     return dict(parse_qsl(got.body.decode(), keep_blank_values=True))
 
 
-def test_post_carries_every_plivo_field_signed_v3_and_v2(receiver: Receiver) -> None:
-    """A POST is a form of all nine Plivo fields; its V3 and V2 signatures match the reference."""
+def test_post_carries_every_plivo_field_signed_v2(receiver: Receiver) -> None:
+    """A POST is a form of all nine Plivo fields signed as the Verify guide documents: V2, Ma-V2
+    (with the auth token when there is no main token) and the V2 nonce; no V3 unless asked."""
     result = trigger("--to", receiver.url + "/plivo/status")
     assert result.exit_code == 0, result.stderr
     [got] = receiver.wait(1)
@@ -62,11 +63,11 @@ def test_post_carries_every_plivo_field_signed_v3_and_v2(receiver: Receiver) -> 
     assert fields["ChannelStatus"] == "delivered" and fields["Channel"] == "sms"
     assert fields["ChannelErrorCode"] == "" and fields["AttemptSequence"] == "1"
     url = seen_url(receiver, got)
-    v3_nonce = got.header("X-Plivo-Signature-V3-Nonce") or ""
     v2_nonce = got.header("X-Plivo-Signature-V2-Nonce") or ""
-    assert got.header("X-Plivo-Signature-V3") == ref_v3("POST", url, fields, v3_nonce, AUTH_TOKEN)
     assert got.header("X-Plivo-Signature-V2") == ref_v2(url, v2_nonce, AUTH_TOKEN)
-    assert "X-Plivo-Signature-Ma-V3".lower() not in got.header_names()
+    assert got.header("X-Plivo-Signature-Ma-V2") == ref_v2(url, v2_nonce, AUTH_TOKEN)
+    assert not any(name.startswith("x-plivo-signature-v3") for name in got.header_names())
+    assert "x-plivo-signature-ma-v3" not in got.header_names()
     assert "200 OK" in result.stderr and "handled" in result.stderr
 
 
@@ -87,7 +88,7 @@ def test_get_puts_fields_in_the_query_and_signs_it(receiver: Receiver) -> None:
 
 def test_main_token_adds_ma_signatures(receiver: Receiver) -> None:
     """With PLIVO_MAIN_AUTH_TOKEN set, Ma-V3 and Ma-V2 are signed with the main token."""
-    result = trigger("--to", receiver.url + "/cb", main=MAIN_TOKEN)
+    result = trigger("--to", receiver.url + "/cb", "--scheme", "all", main=MAIN_TOKEN)
     assert result.exit_code == 0, result.stderr
     [got] = receiver.wait(1)
     url, fields = seen_url(receiver, got), post_params(got)
@@ -133,7 +134,7 @@ def test_count_status_channel_and_session(receiver: Receiver) -> None:
         ("voice", "no-answer", "3020")
     }
     assert {f["SessionStatus"] for f in fields} == {"expired"}
-    assert len({g.header("X-Plivo-Signature-V3-Nonce") for g in got}) == 3
+    assert len({g.header("X-Plivo-Signature-V2-Nonce") for g in got}) == 3
 
 
 def test_verifycli_listener_finds_every_scheme_valid(tmp_path: Path) -> None:
@@ -190,7 +191,7 @@ def test_connection_failure_is_one_line_exit_1() -> None:
         (["--status", "completed"], "--status for sms must be one of"),
         (["--channel", "fax"], "--channel must be sms or voice"),
         (["--method", "PUT"], "--method must be POST or GET"),
-        (["--scheme", "v4"], "--scheme must be v3, v2 or all"),
+        (["--scheme", "v4"], "--scheme must be v2, v3 or all"),
         (["--count", "0"], "--count must be from 1 to 1000"),
         (["--session-status", "done"], "--session-status must be one of"),
     ],

@@ -524,7 +524,8 @@ def trigger(
         typer.Option(
             "--status",
             help="ChannelStatus. sms: queued, sent, delivered, failed, undelivered; voice: "
-            "ringing, in-progress, completed, no-answer, failed (default: delivered, completed).",
+            "ringing, in-progress, completed, no-answer, busy, failed, cancel, timeout "
+            "(default: delivered, completed).",
             show_default=False,
         ),
     ] = None,
@@ -542,8 +543,13 @@ def trigger(
         str, typer.Option("--method", help="POST (fields in a form) or GET (in the query).")
     ] = "POST",
     scheme: Annotated[
-        str, typer.Option("--scheme", help="Signature headers to send: v3, v2 or all.")
-    ] = "all",
+        str,
+        typer.Option(
+            "--scheme",
+            help="Signature headers: v2 (V2, Ma-V2, V2-Nonce, as the Verify guide documents), "
+            "v3 or all (add V3 headers: not documented for Verify).",
+        ),
+    ] = "v2",
     count: Annotated[
         int, typer.Option("--count", help="How many callbacks to send, one after another.")
     ] = 1,

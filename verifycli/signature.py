@@ -1,8 +1,10 @@
 """Plivo callback signatures: sign() for senders, check() for the listener.
 
-The canonical strings and the V3 HMAC come from `plivo.utils`; when a signature does not
-match, check() tries the usual culprits (trailing slash, scheme, port, local address,
-the other account's token) and says which one the sender signed.
+Plivo's Verify guide promises X-Plivo-Signature-V2, -Ma-V2 and -V2-Nonce on every callback, so
+senders here sign V2 unless asked for more; V3 is documented for Voice callbacks, not Verify.
+The listener checks whatever arrives. The canonical strings and the V3 HMAC come from
+`plivo.utils`; when a signature does not match, check() tries the usual culprits (trailing
+slash, scheme, port, local address, the other account's token) and says which one was signed.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlparse, urlsplit, urlunparse, urlunsplit
 
 Verdict = Literal["valid", "invalid", "unsigned", "unchecked", "replayed"]
 Scheme = Literal["v3", "ma-v3", "v2", "ma-v2"]
 Params = Mapping[str, "str | Sequence[str]"]
 
 SCHEMES: tuple[Scheme, ...] = ("v3", "ma-v3", "v2", "ma-v2")
+# What a sender signs with unless told otherwise: the headers the Verify guide documents.
+DEFAULT_FAMILIES: tuple[str, ...] = ("v2",)
 HEADER: dict[Scheme, str] = {
     "v3": "X-Plivo-Signature-V3",
     "ma-v3": "X-Plivo-Signature-Ma-V3",
@@ -99,8 +103,10 @@ def _v3_digest(method: str, url: str, params: Params, nonce: str, token: str) ->
 
 
 def _v2_digest(url: str, nonce: str, token: str) -> bytes:
-    parts = urlsplit(url)
-    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")) + nonce
+    # urlparse, as plivo.utils.validate_signature does: a `;params` part of the last path
+    # segment is left out of the signed URL, with the query and the fragment.
+    parts = urlparse(url)
+    base = urlunparse((parts.scheme, parts.netloc, parts.path, "", "", "")) + nonce
     mac = hmac.new(token.encode(), base.encode(), hashlib.sha256).digest()
     return base64.b64encode(mac)
 
@@ -125,16 +131,21 @@ def signed_headers(
     params: Params,
     token: str | None,
     main_token: str | None = None,
-    schemes: Sequence[str] = ("v3", "v2"),
+    schemes: Sequence[str] = DEFAULT_FAMILIES,
 ) -> dict[str, str]:
-    """Signature headers for a request, as Plivo sends them (Ma- variants with a main token)."""
+    """Signature headers for a request: V2 + Ma-V2 + V2-Nonce, as the Verify guide documents, and
+    V3 + Ma-V3 + V3-Nonce only when `schemes` asks for "v3".
+
+    Ma- headers are signed with `main_token`, or with `token` when there is none: a main
+    account signs both with its own token.
+    """
     headers: dict[str, str] = {}
     for family in ("v3", "v2"):
         if family not in schemes:
             continue
         nonce = new_nonce()
         headers[NONCE_HEADER[family]] = nonce
-        for is_main, tok in ((False, token), (True, main_token)):
+        for is_main, tok in ((False, token), (True, main_token or token)):
             if not tok:
                 continue
             scheme: Scheme = "ma-" + family if is_main else family  # type: ignore[assignment]

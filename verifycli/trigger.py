@@ -13,29 +13,37 @@ from yarl import URL
 
 from verifycli import __version__
 from verifycli.config import Secret, require_token
+from verifycli.error_codes import SIMULATED
 from verifycli.errors import ConfigError
 from verifycli.relay import Outcome, check_target, send, wire_url
 from verifycli.signature import signed_headers
 
+# The Verify guide lists sms sent/delivered/failed/undelivered (and shows queued) and voice
+# in-progress/completed/no-answer; ringing, busy, failed, cancel and timeout are Plivo's call
+# statuses (support.plivo.com, "What do the different call statuses mean?").
 CHANNEL_STATUSES: dict[str, tuple[str, ...]] = {
     "sms": ("queued", "sent", "delivered", "failed", "undelivered"),
-    "voice": ("ringing", "in-progress", "completed", "no-answer", "failed"),
+    "voice": (
+        "ringing",
+        "in-progress",
+        "completed",
+        "no-answer",
+        "busy",
+        "failed",
+        "cancel",
+        "timeout",
+    ),
 }
 FINAL_GOOD = {"sms": "delivered", "voice": "completed"}
 SESSION_STATUSES = ("in-progress", "verified", "expired")
+# v2 is what the Verify guide documents; v3 (alone or with v2) is not documented for Verify.
 SCHEME_CHOICES: dict[str, tuple[str, ...]] = {
-    "v3": ("v3",),
     "v2": ("v2",),
+    "v3": ("v3",),
     "all": ("v3", "v2"),
 }
-# The codes the simulator sends too: SMS 80 "destination temporarily unavailable", 50 "invalid
-# destination number"; voice hangup causes 2010 "destination out of service", 3020 "no answer".
-ERROR_CODES: dict[tuple[str, str], str] = {
-    ("sms", "undelivered"): "80",
-    ("sms", "failed"): "50",
-    ("voice", "failed"): "2010",
-    ("voice", "no-answer"): "3020",
-}
+# The codes the simulator sends too; error_codes.py says which are Plivo's and which placeholders.
+ERROR_CODES: dict[tuple[str, str], str] = SIMULATED
 RECIPIENT = "14155550100"  # a fictional US number; Plivo sends it without the +
 USER_AGENT = f"verifycli-trigger/{__version__}"
 
@@ -54,7 +62,7 @@ class TriggerSpec:
     session_uuid: str | None = None
     session_status: str = "in-progress"
     method: str = "POST"
-    scheme: str = "all"
+    scheme: str = "v2"
     count: int = 1
     recipient: str = RECIPIENT
     timeout: float = 10.0
@@ -81,7 +89,7 @@ class TriggerSpec:
             raise ConfigError(f"--method must be POST or GET, not {self.method!r}")
         set_(self, "method", method)
         if self.scheme.lower() not in SCHEME_CHOICES:
-            raise ConfigError(f"--scheme must be v3, v2 or all, not {self.scheme!r}")
+            raise ConfigError(f"--scheme must be v2, v3 or all, not {self.scheme!r}")
         set_(self, "scheme", self.scheme.lower())
         if not 1 <= self.count <= 1000:
             raise ConfigError(f"--count must be from 1 to 1000, not {self.count}")
