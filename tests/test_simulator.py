@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import socket
 import time
 from collections import Counter
@@ -11,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import aiohttp
 import pytest
@@ -36,10 +38,13 @@ TOKEN = "SENTINEL-sim-token-3e7d1a"
 MAIN = "SENTINEL-sim-main-token-9b2c4f"
 RECIPIENT = "+14155550100"
 FACTOR = 0.0005  # 60 s of Plivo's retry schedule becomes 30 ms
+# What the Verify guide documents on every callback, and all the simulator sends by default.
 SIGNATURE_HEADERS = (
     "X-Plivo-Signature-V2",
     "X-Plivo-Signature-Ma-V2",
     "X-Plivo-Signature-V2-Nonce",
+)
+V3_HEADERS = (
     "X-Plivo-Signature-V3",
     "X-Plivo-Signature-Ma-V3",
     "X-Plivo-Signature-V3-Nonce",
@@ -161,24 +166,31 @@ def statuses(seen: list[Seen]) -> list[tuple[str, str]]:
     return [(s.fields["SessionStatus"], s.fields["ChannelStatus"]) for s in seen]
 
 
+def v2(url: str, nonce: str, token: str) -> str:
+    """V2 as Plivo's signature guide defines it, written here rather than taken from our code:
+    Base64(HMAC-SHA256(token, URL without query + nonce))."""
+    parts = urlsplit(url)
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    mac = hmac.new(token.encode(), (base + nonce).encode(), hashlib.sha256).digest()
+    return base64.b64encode(mac).decode()
+
+
 def assert_signed(seen: Seen) -> None:
-    """Every scheme validates with the plivo SDK's own validators."""
+    """V2 and Ma-V2 match an HMAC computed here and the plivo SDK's validator; V3, only when
+    sent, validates with the SDK."""
     h = seen.headers
-    v3_nonce, v2_nonce = h["X-Plivo-Signature-V3-Nonce"], h["X-Plivo-Signature-V2-Nonce"]
+    v2_nonce = h["X-Plivo-Signature-V2-Nonce"]
+    for header, token in (("X-Plivo-Signature-V2", TOKEN), ("X-Plivo-Signature-Ma-V2", MAIN)):
+        assert h[header] == v2(seen.url, v2_nonce, token), header
+        assert validate_signature(seen.url, v2_nonce, h[header], token), header
+    assert h["X-Plivo-Signature-V2"] != v2(seen.url, v2_nonce, "another-token")
+    if "X-Plivo-Signature-V3" not in h:
+        return
+    v3_nonce = h["X-Plivo-Signature-V3-Nonce"]
     for header, token in (("X-Plivo-Signature-V3", TOKEN), ("X-Plivo-Signature-Ma-V3", MAIN)):
         assert validate_v3_signature(
             seen.method, seen.url, v3_nonce, token, h[header], params=dict(seen.params)
         ), header
-    for header, token in (("X-Plivo-Signature-V2", TOKEN), ("X-Plivo-Signature-Ma-V2", MAIN)):
-        assert validate_signature(seen.url, v2_nonce, h[header], token), header
-    assert not validate_v3_signature(
-        seen.method,
-        seen.url,
-        v3_nonce,
-        "another-token",
-        h["X-Plivo-Signature-V3"],
-        dict(seen.params),
-    )
 
 
 def basic(login: str, password: str) -> str:
@@ -214,8 +226,10 @@ async def test_sms_post_callbacks_arrive_signed_in_order(
         assert one.fields["Recipient"] == RECIPIENT.lstrip("+")
         assert one.fields["AttemptSequence"] == "1"
         assert set(SIGNATURE_HEADERS) <= set(one.headers)
+        assert not set(V3_HEADERS) & set(one.headers)
         assert_signed(one)
     assert len({s.fields["AttemptUUID"] for s in seen}) == 1
+    assert len({s.fields["RequestTime"] for s in seen}) == 1  # the attempt's time
     nonces = [s.headers[n] for s in seen for n in SIGNATURE_HEADERS if n.endswith("Nonce")]
     assert len(set(nonces)) == len(nonces)
 
@@ -223,7 +237,7 @@ async def test_sms_post_callbacks_arrive_signed_in_order(
 async def test_voice_get_callbacks_carry_fields_in_a_signed_query(
     make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
 ) -> None:
-    """A voice session GETs ringing, in-progress, completed, V3-signed over the URL with query."""
+    """A voice session GETs ringing, in-progress, completed, V2-signed over the URL."""
     sim = await make_sim()
     await api_for(sim).create(RECIPIENT, channel="voice", url=receiver.url, method="GET")
     seen = await receiver.wait_for(3)
@@ -295,18 +309,18 @@ async def test_too_many_wrong_codes_end_the_flow(
     wrong = "0000" if sim.code_for(session) != "000000" else "1111"
     for _ in range(MAX_VALIDATIONS):
         assert await api.validate(session, wrong) is False
-    with pytest.raises(FlowFailed, match="too many wrong codes"):
+    with pytest.raises(FlowFailed, match="too many validations.*maximum validation attempts reached"):
         await api.validate(session, sim.code_for(session))
 
 
 @pytest.mark.parametrize(
     ("scenario", "channel", "expected", "error_code"),
     [
-        ("undelivered", "sms", ["queued", "sent", "undelivered"], "80"),
+        ("undelivered", "sms", ["queued", "sent", "undelivered"], "20"),
         ("failed", "sms", ["queued", "failed"], "50"),
         ("failed", "voice", ["failed"], "2010"),
         ("no-answer", "voice", ["ringing", "no-answer"], "3020"),
-        ("no-answer", "sms", ["queued", "sent", "undelivered"], "80"),
+        ("no-answer", "sms", ["queued", "sent", "undelivered"], "20"),
         ("undelivered", "voice", ["ringing", "no-answer"], "3020"),
     ],
 )
@@ -394,7 +408,7 @@ async def test_non_200_answers_are_retried_three_times_on_plivos_schedule(
         assert [d.attempt for d in attempts] == [0, 1, 2, 3]
         assert all(d.status == 500 and not d.ok for d in attempts)
         assert all(d.fields == attempts[0].fields for d in attempts)
-        nonces = {d.headers["X-Plivo-Signature-V3-Nonce"] for d in attempts}
+        nonces = {d.headers["X-Plivo-Signature-V2-Nonce"] for d in attempts}
         assert len(nonces) == 4
         gaps = [after.sent_at - before.sent_at for before, after in pairwise(attempts)]
         for gap, delay in zip(gaps, RETRY_DELAYS, strict=True):
@@ -449,6 +463,7 @@ async def test_session_details_have_plivos_shape(
         "api_id",
         "session_uuid",
         "app_uuid",
+        "alias",
         "recipient",
         "channel",
         "status",
@@ -456,6 +471,7 @@ async def test_session_details_have_plivos_shape(
         "requestor_ip",
         "destination_country_iso2",
         "destination_network",
+        "locale",
         "attempt_details",
         "charges",
         "created_at",
@@ -600,3 +616,151 @@ async def _poll(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.005)
+
+
+async def test_a_second_create_joins_the_open_session(
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+) -> None:
+    """A send to the same app and recipient while the session is open is a new attempt in it:
+    same session and code, AttemptSequence 2, its own AttemptUUID and RequestTime."""
+    messages: list[str] = []
+    sim = await make_sim(on_message=lambda to, text: messages.append(text))
+    api = api_for(sim)
+    first = await api.create(RECIPIENT, url=receiver.url)
+    await receiver.wait_for(3)
+    second = await api.create(RECIPIENT, url=receiver.url)
+    assert second == first
+    seen = await receiver.wait_for(6)
+    by_attempt: dict[str, list[Seen]] = {}
+    for one in seen:
+        by_attempt.setdefault(one.fields["AttemptUUID"], []).append(one)
+        assert_signed(one)
+    assert len(by_attempt) == 2
+    sequences = [[s.fields["AttemptSequence"] for s in group] for group in by_attempt.values()]
+    assert sequences == [["1"] * 3, ["2"] * 3]
+    times = [{s.fields["RequestTime"] for s in group} for group in by_attempt.values()]
+    assert all(len(t) == 1 for t in times) and times[0] != times[1]
+    code = sim.code_for(first)
+    assert messages == [f"Your verification code is {code}"] * 2
+    details = await api.get(first)
+    assert details["count"] == 2
+    assert [a["attempt_uuid"] for a in details["attempt_details"]] == list(by_attempt)
+    assert len(details["charges"]["attempt_charges"]) == 2
+    assert await api.validate(first, code) is True
+    await sim.wait_done(first, timeout=5)
+    last = receiver.seen[-1].fields
+    assert (last["SessionStatus"], last["AttemptSequence"]) == ("verified", "2")
+    assert (await api.get(first))["charges"]["validation_charge"] != "0.0000"
+    third = await api.create(RECIPIENT, url=receiver.url)
+    assert third != first  # a verified session is closed: the next send starts a new one
+
+
+async def test_a_session_before_any_attempt_status_has_null_details(
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi]
+) -> None:
+    """attempt_details and attempt_charges are null, as in the SDK fixtures, until a status."""
+    sim = await make_sim(time_factor=1.0)
+    api = api_for(sim)
+    details = await api.get(await api.create(RECIPIENT, locale="en_US"))
+    assert details["attempt_details"] is None
+    assert details["charges"] == {
+        "total_charge": "0",
+        "validation_charge": "0.0000",
+        "attempt_charges": None,
+    }
+    assert details["count"] == 0 and details["locale"] == "en_US"
+
+
+async def test_v3_headers_only_when_asked(
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+) -> None:
+    """With schemes v3 and v2 every callback carries both families, each valid."""
+    sim = await make_sim(schemes=("v3", "v2"))
+    await api_for(sim).create(RECIPIENT, url=receiver.url)
+    for one in await receiver.wait_for(3):
+        assert set(SIGNATURE_HEADERS) | set(V3_HEADERS) <= set(one.headers)
+        assert_signed(one)
+
+
+async def test_ma_v2_is_signed_with_the_auth_token_without_a_main_token(
+    receiver: Receiver,
+) -> None:
+    """A main account signs Ma-V2 with its own token: the same token as V2."""
+    async with Simulator(AUTH_ID, TOKEN, None, time_factor=FACTOR) as sim:
+        api = VerifyApi(AUTH_ID, Secret(TOKEN), sim.api_url, timeout=5.0)
+        try:
+            await api.create(RECIPIENT, url=receiver.url)
+        finally:
+            api.close()
+        one = (await receiver.wait_for(1))[0]
+    nonce = one.headers["X-Plivo-Signature-V2-Nonce"]
+    assert one.headers["X-Plivo-Signature-Ma-V2"] == v2(one.url, nonce, TOKEN)
+
+
+async def test_list_pages_and_filters_like_plivo(make_sim: MakeSim) -> None:
+    """GET …/Verify/Session/ answers `meta` and `sessions`, newest first, paged by limit and
+    offset, filtered by recipient; a bad limit is a 400."""
+    sim = await make_sim()
+    made = []
+    for n in range(3):
+        status, answer = await _raw(sim, "POST", CREATE, {"recipient": f"+1415555010{n}"})
+        made.append(answer["session_uuid"])
+    status, page = await _raw(sim, "GET", CREATE + "?limit=2")
+    assert status == 200 and set(page) == {"api_id", "meta", "sessions"}
+    assert [s["session_uuid"] for s in page["sessions"]] == made[::-1][:2]
+    assert page["meta"]["limit"] == 2 and page["meta"]["offset"] == 0
+    assert page["meta"]["previous"] is None and "offset=2" in page["meta"]["next"]
+    status, rest = await _raw(sim, "GET", CREATE + "?limit=2&offset=2")
+    assert [s["session_uuid"] for s in rest["sessions"]] == made[:1]
+    assert rest["meta"]["next"] is None
+    status, one = await _raw(sim, "GET", CREATE + "?recipient=%2B14155550101")
+    assert [s["session_uuid"] for s in one["sessions"]] == [made[1]]
+    assert (await _raw(sim, "GET", CREATE + "?limit=21"))[0] == 400
+
+
+async def test_list_is_rate_limited_to_20_a_minute(make_sim: MakeSim) -> None:
+    """The 21st list call within a minute is answered 429 with Plivo's error shape."""
+    sim = await make_sim()
+    for _ in range(20):
+        assert (await _raw(sim, "GET", CREATE))[0] == 200
+    status, answer = await _raw(sim, "GET", CREATE)
+    assert status == 429 and set(answer) == {"api_id", "error"}
+
+
+async def test_the_test_helper_shows_the_code_without_credentials(
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+) -> None:
+    """GET /_simulator/sessions/{uuid} answers the session, its attempts and the otp."""
+    sim = await make_sim()
+    session = await api_for(sim).create(RECIPIENT, url=receiver.url)
+    seen = await receiver.wait_for(3)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{sim.api_url}/_simulator/sessions/{session}") as answer,
+    ):
+        assert answer.status == 200
+        body = await answer.json()
+    assert body["otp"] == sim.code_for(session)
+    assert body["session"]["session_uuid"] == session
+    attempt = body["attempts"][0]
+    assert attempt["attempt_uuid"] == seen[0].fields["AttemptUUID"]
+    assert attempt["request_time"] == seen[0].fields["RequestTime"]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{sim.api_url}/_simulator/sessions/nope") as answer,
+    ):
+        assert answer.status == 404
+
+
+async def test_a_wrong_code_keeps_plivos_message(
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi]
+) -> None:
+    """check_code returns Plivo's message verbatim with the verdict."""
+    sim = await make_sim()
+    api = api_for(sim)
+    session = await api.create(RECIPIENT)
+    wrong = "0" * 6 if sim.code_for(session) != "0" * 6 else "1" * 6
+    result = await api.check_code(session, wrong)
+    assert (result.verified, result.message) == (False, "Incorrect OTP.")
+    result = await api.check_code(session, sim.code_for(session))
+    assert (result.verified, result.message) == (True, "session validated successfully.")

@@ -1,9 +1,11 @@
 """An offline Plivo: a local Verify API that sends signed status callbacks on Plivo's schedule.
 
-It answers the three calls the plivo SDK makes (create, validate, get session), then plays a
-delivery scenario against the session's callback `url`: Plivo's fields, every signature
-scheme, retries at 60, 120 and 240 s after a non-200 answer. `time_factor` scales every
-wait so tests run a whole flow in milliseconds.
+It answers the calls the plivo SDK makes (create, validate, get and list sessions), then plays
+a delivery scenario against each attempt's callback `url`: Plivo's fields, V2 + Ma-V2
+signatures (V3 only when asked), retries at 60, 120 and 240 s after any answer but 200. A
+create for a recipient whose session is still open joins it as a new attempt. `time_factor`
+scales every wait so tests run a whole flow in milliseconds. docs/fidelity.md says where each
+behaviour comes from.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from aiohttp.typedefs import Handler
 from yarl import URL
 
 from verifycli import __version__
-from verifycli.signature import signed_headers
+from verifycli.error_codes import SIMULATED
+from verifycli.signature import DEFAULT_FAMILIES, signed_headers
 
 _log = logging.getLogger(__name__)
 
@@ -50,22 +53,28 @@ DEMO_AUTH_ID = "MADEMOSIMULATOR00000"
 DEMO_AUTH_TOKEN = "demo-simulator-token-not-a-secret"
 DEMO_APP_UUID = "00000000-0000-4000-8000-00000000d3e0"
 DEMO_RECIPIENT = "+14155550100"
+DEFAULT_PORT = 8099
 
-STEP_SECONDS = 1.0  # between two channel statuses, before time_factor
+STEP_SECONDS = 1.0  # between two channel statuses, before time_factor: our guess
 RETRY_DELAYS = (60.0, 120.0, 240.0)  # each after the previous attempt, as Plivo documents
-MAX_VALIDATIONS = 10  # Plivo refuses further validations of a session after 10 wrong codes
+MAX_VALIDATIONS = 10  # Plivo allows at most 10 validations of one session
+VALIDATED = "session validated successfully."  # Plivo's documented success message
+LIST_LIMIT = 20  # the most sessions one list answer holds (the plivo SDK checks 0 < limit <= 20)
+LIST_RATE = (20, 60.0)  # list calls allowed per this many real seconds, like Plivo
 
-# (ChannelStatus, ChannelErrorCode) steps. SMS codes are Plivo's 80 "destination temporarily
-# unavailable" and 50 "invalid destination number"; voice uses the hangup cause 2010
-# "destination out of service", and 3020 stands in for no-answer.
+# (ChannelStatus, ChannelErrorCode) steps; error_codes.py says which codes are Plivo's.
 _Step = tuple[str, str]
 _FLOWS: dict[tuple[str, str], tuple[_Step, ...]] = {
     ("sms", "delivered"): (("queued", ""), ("sent", ""), ("delivered", "")),
-    ("sms", "undelivered"): (("queued", ""), ("sent", ""), ("undelivered", "80")),
-    ("sms", "failed"): (("queued", ""), ("failed", "50")),
+    ("sms", "undelivered"): (
+        ("queued", ""),
+        ("sent", ""),
+        ("undelivered", SIMULATED[("sms", "undelivered")]),
+    ),
+    ("sms", "failed"): (("queued", ""), ("failed", SIMULATED[("sms", "failed")])),
     ("voice", "delivered"): (("ringing", ""), ("in-progress", ""), ("completed", "")),
-    ("voice", "no-answer"): (("ringing", ""), ("no-answer", "3020")),
-    ("voice", "failed"): (("failed", "2010"),),
+    ("voice", "no-answer"): (("ringing", ""), ("no-answer", SIMULATED[("voice", "no-answer")])),
+    ("voice", "failed"): (("failed", SIMULATED[("voice", "failed")]),),
 }
 # Where a scenario's name is not a flow of that channel: no-answer and undelivered swap to the
 # channel's own failure; expired and retries deliver, and differ later (expiry, the answers).
@@ -78,8 +87,9 @@ _OUTCOME: dict[tuple[str, Scenario], str] = {
     ("voice", "retries"): "delivered",
 }
 _HEARD = {"delivered", "in-progress"}  # the phone has the code once this status is reached
-_FAILED = {"undelivered", "failed", "no-answer"}
-_CHARGE = {"sms": "0.00550", "voice": "0.01100"}
+_FAILED = {"undelivered", "failed", "no-answer", "busy", "cancel", "timeout"}
+_CHARGE = {"sms": "0.00550", "voice": "0.01100"}  # our guess: Plivo's prices vary by country
+_VALIDATION_CHARGE = "0.00300"  # our guess, charged once a session is verified
 
 _E164 = re.compile(r"^\+?[1-9]\d{6,14}$")
 _LOCALE = re.compile(r"^[a-z]{2}(?:[_-][A-Za-z]{2})?$")
@@ -90,6 +100,8 @@ _DEFAULT_ERRORS = {
     429: "too many requests",
     500: "internal server error",
 }
+
+Event = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -119,30 +131,51 @@ class _Fault:
 
 
 @dataclass
+class _Attempt:
+    """One delivery of the code: a create, or a later create that joined the session."""
+
+    uuid: str
+    sequence: int
+    channel: str
+    url: str | None
+    method: str
+    made_at: datetime  # RequestTime of every callback of this attempt
+    status: str = ""
+    error_code: str = ""
+    updated_at: datetime | None = None
+
+
+@dataclass
 class _Session:
     uuid: str
     app_uuid: str
     recipient: str
     channel: str
-    url: str | None
-    method: str
     locale: str
     brand_name: str | None
     code: str
     requestor_ip: str
     created_at: datetime
     started: float  # event-loop time of creation, for the scaled expiry
-    attempt_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    attempts: list[_Attempt] = field(default_factory=list)
     status: str = "in-progress"
-    channel_status: str = ""
-    error_code: str = ""
+    validations: int = 0
     updated_at: datetime | None = None
-    wrong_codes: int = 0
-    settled: bool = False  # no callback will be started unless something else happens
     failure: BaseException | None = None
     verified: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def latest(self) -> _Attempt:
+        return self.attempts[-1]
+
+    @property
+    def settled(self) -> bool:
+        """No callback will be started unless something else happens (a create, a validate)."""
+        if self.failure is not None or self.status != "in-progress":
+            return True
+        return self.latest.status in _FAILED
 
 
 def _now() -> datetime:
@@ -150,6 +183,8 @@ def _now() -> datetime:
 
 
 def _iso(moment: datetime) -> str:
+    # Plivo does not publish RequestTime's format; this is the form its session answers use
+    # for created_at and attempt times in the SDK fixtures (our guess for RequestTime).
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -184,6 +219,15 @@ def _callback_url(method: str, url: str, fields: dict[str, str]) -> str:
     return url + ("&" if urlsplit(url).query else "?") + urlencode(fields)
 
 
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise _refusal(web.HTTPBadRequest, f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
 class Simulator:
     """A local Plivo Verify API plus the callback sender behind it."""
 
@@ -196,9 +240,11 @@ class Simulator:
         time_factor: float = 1.0,
         on_message: Callable[[str, str], None] | None = None,
         *,
-        expiry_seconds: float = 30.0,
+        expiry_seconds: float = 600.0,
         callback_timeout: float = 10.0,
         resolve: Callable[[str], str] | None = None,
+        schemes: tuple[str, ...] = DEFAULT_FAMILIES,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
@@ -208,8 +254,10 @@ class Simulator:
         self.scenario = scenario
         self.time_factor = time_factor
         self.on_message = on_message
+        self.on_event = on_event
         self.expiry_seconds = expiry_seconds
         self.callback_timeout = callback_timeout
+        self.schemes = schemes
         # Where a callback URL really goes: a public tunnel host cannot resolve offline, so
         # tests route it to the tunnel's loopback side; signatures still cover `url`.
         self.resolve = resolve
@@ -218,6 +266,7 @@ class Simulator:
         self._main_token = main_auth_token
         self._sessions: dict[str, _Session] = {}
         self._faults: deque[_Fault] = deque()
+        self._list_calls: deque[float] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -229,8 +278,10 @@ class Simulator:
         app = web.Application(middlewares=[self._middleware])
         prefix = "/v1/Account/{auth_id}/Verify/Session"
         app.router.add_post(prefix + "/", self._create)
+        app.router.add_get(prefix + "/", self._list)
         app.router.add_post(prefix + "/{session_uuid}/", self._validate)
         app.router.add_get(prefix + "/{session_uuid}/", self._get)
+        app.router.add_get("/_simulator/sessions/{session_uuid}", self._peek)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
@@ -300,10 +351,14 @@ class Simulator:
         except asyncio.TimeoutError:
             raise TimeoutError(
                 f"session {session_uuid} still busy after {timeout:g} s"
-                f" (status {session.status}, channel status {session.channel_status or 'none'})"
+                f" (status {session.status}, channel status {session.latest.status or 'none'})"
             ) from None
         if session.failure is not None:
             raise RuntimeError(f"the simulated flow of {session_uuid} crashed") from session.failure
+
+    def _emit(self, kind: str, session: _Session, **details: Any) -> None:
+        if self.on_event is not None:
+            self.on_event({"event": kind, "session_uuid": session.uuid, **details})
 
     @web.middleware
     async def _middleware(
@@ -311,6 +366,8 @@ class Simulator:
         request: web.Request,
         handler: Handler,
     ) -> web.StreamResponse:
+        if request.path.startswith("/_simulator/"):
+            return await handler(request)  # the test helper: no Plivo API, no faults
         if self._faults:
             fault = self._faults.popleft()
             if fault.hang > 0:
@@ -347,9 +404,32 @@ class Simulator:
 
     async def _create(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        session = self._new_session(body, request.remote or "")
-        self._sessions[session.uuid] = session
-        self._spawn(session, self._play(session))
+        fresh, attempt = self._new_session(body, request.remote or "")
+        # Plivo: "All delivery attempts during this window are part of the same session and
+        # deliver the same OTP": a send to an open session's app and recipient joins it.
+        session = self._open_session(fresh.app_uuid, fresh.recipient)
+        if session is None:
+            session = fresh
+            self._sessions[session.uuid] = session
+            self._emit(
+                "created",
+                session,
+                recipient=session.recipient,
+                app_uuid=session.app_uuid,
+                channel=session.channel,
+            )
+        attempt.sequence = len(session.attempts) + 1
+        session.attempts.append(attempt)
+        session.updated_at = attempt.made_at
+        self._emit(
+            "attempt",
+            session,
+            attempt_uuid=attempt.uuid,
+            attempt_sequence=attempt.sequence,
+            channel=attempt.channel,
+            url=attempt.url,
+        )
+        self._spawn(session, self._play(session, attempt))
         answer = {
             "api_id": str(uuid.uuid4()),
             "message": "Session initiated",
@@ -357,7 +437,13 @@ class Simulator:
         }
         return web.json_response(answer, status=202)
 
-    def _new_session(self, body: dict[str, Any], remote: str) -> _Session:
+    def _open_session(self, app_uuid: str, recipient: str) -> _Session | None:
+        for session in reversed(self._sessions.values()):
+            if (session.app_uuid, session.recipient) == (app_uuid, recipient):
+                return session if session.status == "in-progress" else None
+        return None
+
+    def _new_session(self, body: dict[str, Any], remote: str) -> tuple[_Session, _Attempt]:
         def text(name: str) -> str | None:
             value = body.get(name)
             if value is None or value == "":
@@ -398,20 +484,21 @@ class Simulator:
             code_length = int(code_length)
         if type(code_length) is not int or not 4 <= code_length <= 8:
             raise _refusal(web.HTTPBadRequest, "code_length must be an integer from 4 to 8")
-        return _Session(
+        now = _now()
+        attempt = _Attempt(str(uuid.uuid4()), 0, channel, url, method, now)
+        session = _Session(
             uuid=str(uuid.uuid4()),
             app_uuid=app_uuid,
             recipient=recipient.lstrip("+"),
             channel=channel,
-            url=url,
-            method=method,
             locale=locale,
             brand_name=text("brand_name"),
             code="".join(secrets.choice("0123456789") for _ in range(code_length)),
             requestor_ip=remote,
-            created_at=_now(),
+            created_at=now,
             started=asyncio.get_running_loop().time(),
         )
+        return session, attempt
 
     def _session(self, request: web.Request) -> _Session:
         session = self._sessions.get(request.match_info["session_uuid"])
@@ -428,41 +515,132 @@ class Simulator:
             raise _refusal(web.HTTPBadRequest, "session expired")
         if session.status == "verified":
             raise _refusal(web.HTTPBadRequest, "session already verified")
-        if session.wrong_codes >= MAX_VALIDATIONS:
+        if session.validations >= MAX_VALIDATIONS:
             raise _refusal(web.HTTPBadRequest, "maximum validation attempts reached")
+        session.validations += 1
         if not hmac.compare_digest(str(otp).encode(), session.code.encode()):
-            session.wrong_codes += 1
+            self._emit("validated", session, verified=False, validations=session.validations)
             raise _refusal(web.HTTPBadRequest, "Incorrect OTP.")
         session.status = "verified"
         session.updated_at = _now()
         session.verified.set()
-        self._spawn(session, self._deliver_with_retries(session, self._fields(session)))
+        self._emit("validated", session, verified=True, validations=session.validations)
+        # The guide lists `verified` as a SessionStatus; the simulator sends it as a callback
+        # of the latest attempt (our guess at which attempt it belongs to).
+        latest = session.latest
+        self._spawn(session, self._deliver_with_retries(session, latest, self._fields(session)))
         self._settle(session)
-        answer = {"api_id": str(uuid.uuid4()), "message": "session validated successfully."}
+        answer = {
+            "api_id": str(uuid.uuid4()),
+            "message": VALIDATED,
+            "session_uuid": session.uuid,
+        }
         return web.json_response(answer)
 
     async def _get(self, request: web.Request) -> web.Response:
-        return web.json_response(self._details(self._session(request)))
+        return web.json_response(
+            {"api_id": str(uuid.uuid4()), **self._details(self._session(request))}
+        )
 
-    def _details(self, s: _Session) -> dict[str, Any]:
-        attempts = []
-        charges = []
-        if s.channel_status:
-            attempts.append(
+    async def _list(self, request: web.Request) -> web.Response:
+        calls, window = LIST_RATE
+        now = asyncio.get_running_loop().time()
+        while self._list_calls and now - self._list_calls[0] >= window:
+            self._list_calls.popleft()
+        if len(self._list_calls) >= calls:
+            raise _refusal(web.HTTPTooManyRequests, _DEFAULT_ERRORS[429])
+        self._list_calls.append(now)
+        limit = _int_param(request, "limit", LIST_LIMIT, 1, LIST_LIMIT)
+        offset = _int_param(request, "offset", 0, 0, 10**9)
+        wanted = {
+            key: request.query[key]
+            for key in ("status", "app_uuid", "recipient")
+            if request.query.get(key)
+        }
+        if "recipient" in wanted:
+            wanted["recipient"] = wanted["recipient"].lstrip("+")
+        found = [
+            s
+            for s in reversed(self._sessions.values())
+            if all(getattr(s, key) == value for key, value in wanted.items())
+        ]
+        page = found[offset : offset + limit]
+        base = f"/v1/Account/{self.auth_id}/Verify/Session/"
+
+        def link(at: int) -> str:
+            return base + "?" + urlencode({**wanted, "limit": limit, "offset": at})
+
+        meta = {
+            "limit": limit,
+            "offset": offset,
+            "next": link(offset + limit) if offset + limit < len(found) else None,
+            "previous": link(max(offset - limit, 0)) if offset > 0 else None,
+        }
+        listed = ("session_uuid", "app_uuid", "recipient", "channel", "status", "count")
+        sessions = []
+        for s in page:
+            details = self._details(s)
+            sessions.append(
                 {
-                    "channel": s.channel,
-                    "attempt_uuid": s.attempt_uuid,
-                    "status": s.channel_status,
-                    "time": _iso(s.updated_at or s.created_at),
+                    **{k: details[k] for k in listed},
+                    "attempt_details": details["attempt_details"],
+                    "charges": details["charges"],
+                    "created_at": details["created_at"],
+                    "updated_at": details["updated_at"],
                 }
             )
-            charges.append(
-                {"attempt_uuid": s.attempt_uuid, "channel": s.channel, "charge": _CHARGE[s.channel]}
-            )
+        return web.json_response({"api_id": str(uuid.uuid4()), "meta": meta, "sessions": sessions})
+
+    async def _peek(self, request: web.Request) -> web.Response:
+        """For the user's tests: the session as the API shows it, its attempts and its code."""
+        session = self._sessions.get(request.match_info["session_uuid"])
+        if session is None:
+            raise _refusal(web.HTTPNotFound, "session not found")
+        attempts = [
+            {
+                "attempt_uuid": a.uuid,
+                "attempt_sequence": a.sequence,
+                "channel": a.channel,
+                "status": a.status,
+                "channel_error_code": a.error_code,
+                "request_time": _iso(a.made_at),
+                "url": a.url,
+                "method": a.method,
+            }
+            for a in session.attempts
+        ]
+        return web.json_response(
+            {
+                "session": self._details(session),
+                "attempts": attempts,
+                "validations": session.validations,
+                "otp": session.code,
+            }
+        )
+
+    def _details(self, s: _Session) -> dict[str, Any]:
+        # The shape of the SDK fixtures' verifySessionGetResponse: attempt_details and
+        # attempt_charges are null when nothing was attempted yet.
+        tried = [a for a in s.attempts if a.status]
+        attempts = [
+            {
+                "channel": a.channel,
+                "attempt_uuid": a.uuid,
+                "status": a.status,
+                "time": _iso(a.updated_at or a.made_at),
+            }
+            for a in tried
+        ]
+        charges = [
+            {"attempt_uuid": a.uuid, "channel": a.channel, "charge": _CHARGE[a.channel]}
+            for a in tried
+        ]
+        validation = _VALIDATION_CHARGE if s.status == "verified" else "0.0000"
+        total = sum(float(c["charge"]) for c in charges) + float(validation)
         return {
-            "api_id": str(uuid.uuid4()),
             "session_uuid": s.uuid,
             "app_uuid": s.app_uuid,
+            "alias": s.brand_name or "verifycli simulator",
             "recipient": s.recipient,
             "channel": s.channel,
             "status": s.status,
@@ -470,11 +648,12 @@ class Simulator:
             "requestor_ip": s.requestor_ip,
             "destination_country_iso2": _country(s.recipient) or "",
             "destination_network": None,
-            "attempt_details": attempts,
+            "locale": s.locale,
+            "attempt_details": attempts or None,
             "charges": {
-                "total_charge": _CHARGE[s.channel] if attempts else "0",
-                "validation_charge": "0.0000",
-                "attempt_charges": charges,
+                "total_charge": f"{total:.5f}" if total else "0",
+                "validation_charge": validation,
+                "attempt_charges": charges or None,
             },
             "created_at": _iso(s.created_at),
             "updated_at": _iso(s.updated_at or s.created_at),
@@ -497,87 +676,94 @@ class Simulator:
                 # Most likely on_message raised; say so now rather than leave the session hanging.
                 _log.error("the simulated flow of %s crashed", session.uuid, exc_info=failure)
                 session.failure = failure
-                session.settled = True
             self._settle(session)
 
         task.add_done_callback(finished)
 
     def _settle(self, session: _Session) -> None:
-        if session.status != "in-progress" or session.channel_status in _FAILED:
-            session.settled = True
         if session.settled and not session.tasks:
             session.done.set()
 
     async def _sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds * self.time_factor)
 
-    async def _play(self, s: _Session) -> None:
-        outcome = _OUTCOME.get((s.channel, self.scenario), self.scenario)
-        for index, (status, error_code) in enumerate(_FLOWS[(s.channel, outcome)]):
-            if index:
-                await self._sleep(STEP_SECONDS)
-            s.channel_status, s.error_code, s.updated_at = status, error_code, _now()
+    async def _play(self, s: _Session, attempt: _Attempt) -> None:
+        outcome = _OUTCOME.get((attempt.channel, self.scenario), self.scenario)
+        for status, error_code in _FLOWS[(attempt.channel, outcome)]:
+            # Plivo answers the create first and calls back later, for the first status too.
+            await self._sleep(STEP_SECONDS)
+            if s.status != "in-progress" and attempt is not s.latest:
+                return  # a later attempt took over and the session ended: nothing more to say
+            attempt.status, attempt.error_code, attempt.updated_at = status, error_code, _now()
             if status in _HEARD and self.on_message is not None:
-                self.on_message("+" + s.recipient, self._message_text(s))
-            fields = self._fields(s)
-            if await self._deliver(s, fields, 0):
+                self.on_message("+" + s.recipient, self._message_text(s, attempt))
+            fields = self._fields(s, attempt)
+            if await self._deliver(s, attempt, fields, 0):
                 continue
-            self._spawn(s, self._retry(s, fields))
-        if self.scenario == "expired":
+            self._spawn(s, self._retry(s, attempt, fields))
+        if self.scenario == "expired" and attempt.sequence == 1:
             deadline = s.started + self.expiry_seconds * self.time_factor
             remaining = deadline - asyncio.get_running_loop().time()
             try:
                 await asyncio.wait_for(s.verified.wait(), max(remaining, 0))
             except asyncio.TimeoutError:
                 s.status, s.updated_at = "expired", _now()
-                await self._deliver_with_retries(s, self._fields(s))
+                self._emit("expired", s)
+                await self._deliver_with_retries(s, s.latest, self._fields(s))
         self._settle(s)
 
-    def _message_text(self, s: _Session) -> str:
+    def _message_text(self, s: _Session, attempt: _Attempt) -> str:
         brand = f"{s.brand_name} " if s.brand_name else ""
-        if s.channel == "voice":
+        if attempt.channel == "voice":
             return f"(voice call) Your {brand}verification code is {' '.join(s.code)}"
         return f"Your {brand}verification code is {s.code}"
 
-    def _fields(self, s: _Session) -> dict[str, str]:
+    def _fields(self, s: _Session, attempt: _Attempt | None = None) -> dict[str, str]:
+        a = attempt or s.latest
         return {
             "SessionUUID": s.uuid,
             "SessionStatus": s.status,
-            "RequestTime": _iso(_now()),
+            "RequestTime": _iso(a.made_at),  # "Time when this attempt was made"
             "Recipient": s.recipient,
-            "ChannelErrorCode": s.error_code,
-            "Channel": s.channel,
-            "AttemptUUID": s.attempt_uuid,
-            "AttemptSequence": "1",
-            "ChannelStatus": s.channel_status,
+            "ChannelErrorCode": a.error_code,
+            "Channel": a.channel,
+            "AttemptUUID": a.uuid,
+            "AttemptSequence": str(a.sequence),
+            "ChannelStatus": a.status,
         }
 
-    async def _deliver_with_retries(self, s: _Session, fields: dict[str, str]) -> None:
-        if not await self._deliver(s, fields, 0):
-            await self._retry(s, fields)
+    async def _deliver_with_retries(
+        self, s: _Session, attempt: _Attempt, fields: dict[str, str]
+    ) -> None:
+        if not await self._deliver(s, attempt, fields, 0):
+            await self._retry(s, attempt, fields)
 
-    async def _retry(self, s: _Session, fields: dict[str, str]) -> None:
-        for attempt, delay in enumerate(RETRY_DELAYS, start=1):
+    async def _retry(self, s: _Session, attempt: _Attempt, fields: dict[str, str]) -> None:
+        for number, delay in enumerate(RETRY_DELAYS, start=1):
             await self._sleep(delay)
-            if await self._deliver(s, fields, attempt):
+            if await self._deliver(s, attempt, fields, number):
                 return
 
-    async def _deliver(self, s: _Session, fields: dict[str, str], attempt: int) -> bool:
-        """Send one callback attempt; True when the receiver answered 200."""
-        if s.url is None:
+    async def _deliver(
+        self, s: _Session, attempt: _Attempt, fields: dict[str, str], number: int
+    ) -> bool:
+        """Send one callback delivery; True when the receiver answered exactly 200."""
+        if attempt.url is None:
             return True
         assert self._http is not None
-        url = _callback_url(s.method, s.url, fields)
-        params = fields if s.method == "POST" else {}
-        headers = signed_headers(s.method, url, params, self._token, self._main_token, ("v3", "v2"))
+        url = _callback_url(attempt.method, attempt.url, fields)
+        params = fields if attempt.method == "POST" else {}
+        headers = signed_headers(
+            attempt.method, url, params, self._token, self._main_token, self.schemes
+        )
         status: int | None = None
         error: str | None = None
         sent_at = asyncio.get_running_loop().time()
         try:
             async with self._http.request(
-                s.method,
+                attempt.method,
                 URL(self.resolve(url) if self.resolve else url, encoded=True),
-                data=fields if s.method == "POST" else None,
+                data=fields if attempt.method == "POST" else None,
                 headers=headers,
                 allow_redirects=False,
                 timeout=ClientTimeout(total=self.callback_timeout),
@@ -587,9 +773,85 @@ class Simulator:
         except (ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             error = str(exc) or type(exc).__name__
         self.deliveries.append(
-            Delivery(s.uuid, s.method, url, dict(fields), headers, attempt, status, error, sent_at)
+            Delivery(
+                s.uuid, attempt.method, url, dict(fields), headers, number, status, error, sent_at
+            )
+        )
+        self._emit(
+            "callback",
+            s,
+            attempt_uuid=attempt.uuid,
+            attempt_sequence=attempt.sequence,
+            channel_status=fields["ChannelStatus"],
+            session_status=fields["SessionStatus"],
+            method=attempt.method,
+            url=attempt.url,
+            delivery=number,
+            answer=status,
+            error=error,
+            will_retry=status != 200 and number < len(RETRY_DELAYS),
         )
         return status == 200
+
+
+def describe(event: Event) -> str:
+    """One line a person reads for one simulator event (`verifycli simulator` without --json)."""
+    kind = event["event"]
+    short = str(event.get("session_uuid", ""))[:8]
+    if kind == "listening":
+        return f"simulator listening on {event['api_url']} (auth id {event['auth_id']})"
+    if kind == "created":
+        return f"session {short} created for +{event['recipient']} ({event['channel']})"
+    if kind == "attempt":
+        return (
+            f"session {short} attempt {event['attempt_sequence']} ({event['channel']}) "
+            f"→ {event['url'] or 'no callback url'}"
+        )
+    if kind == "callback":
+        answer = event["answer"] if event["answer"] is not None else f"✗ {event['error']}"
+        retry = " (Plivo will retry)" if event["will_retry"] else ""
+        nth = f" retry {event['delivery']}" if event["delivery"] else ""
+        return (
+            f"session {short} callback{nth} {event['channel_status']}/{event['session_status']} "
+            f"{event['method']} {event['url']} → {answer}{retry}"
+        )
+    if kind == "validated":
+        result = "verified" if event["verified"] else "wrong code"
+        return f"session {short} validate #{event['validations']}: {result}"
+    if kind == "expired":
+        return f"session {short} expired"
+    return f"session {short} {kind}"
+
+
+async def serve(
+    auth_id: str,
+    auth_token: str,
+    main_auth_token: str | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    scenario: Scenario = "delivered",
+    time_factor: float = 1.0,
+    schemes: tuple[str, ...] = DEFAULT_FAMILIES,
+    on_event: Callable[[Event], None],
+    stop: asyncio.Event | None = None,
+) -> None:
+    """`verifycli simulator`: serve the Verify API until `stop` is set or the task is cancelled."""
+    simulator = Simulator(
+        auth_id,
+        auth_token,
+        main_auth_token,
+        scenario=scenario,
+        time_factor=time_factor,
+        schemes=schemes,
+        on_event=on_event,
+    )
+    try:
+        api_url = await simulator.start(host, port)
+        on_event({"event": "listening", "api_url": api_url, "auth_id": auth_id})
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await simulator.close()
 
 
 def _country(number: str) -> str | None:

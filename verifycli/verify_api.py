@@ -11,6 +11,7 @@ import asyncio
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from verifycli.config import Secret, check_auth_id, require_token
 from verifycli.errors import ConfigError, FlowFailed, PlivoApiError, VerifyCliError
 
 PLIVO_API = "https://api.plivo.com"
+VALIDATED = "session validated successfully."  # Plivo's documented answer to a right code
 API_TIMEOUT = 10.0  # seconds to wait for any one answer from the API
 
 T = TypeVar("T")
@@ -38,6 +40,19 @@ _ARGUMENT_HINTS = {
     "otp": "the code must be text",
     "session_uuid": "the session uuid must be text",
 }
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Plivo's answer to one code: verified or not, and Plivo's message as it was sent."""
+
+    verified: bool
+    message: str
+
+
+def _is_wrong_code(text: str) -> bool:
+    lowered = text.lower()
+    return any(w in lowered for w in _CODE_WORDS) and any(w in lowered for w in _WRONG_CODE_WORDS)
 
 
 class _HttpFailure(Exception):
@@ -166,28 +181,54 @@ class VerifyApi:
 
     async def validate(self, session_uuid: str, otp: str) -> bool:
         """True when Plivo verified the code, False when the code is wrong."""
+        return (await self.check_code(session_uuid, otp)).verified
+
+    async def check_code(self, session_uuid: str, otp: str) -> Validation:
+        """Validate `otp`: verified only on Plivo's documented answer, 200 with "session
+        validated successfully."; a wrong code is a Validation with Plivo's message.
+
+        Any other answer, a 200 carrying an error included, is not a verification: an expired
+        session or too many validations raise FlowFailed, the rest PlivoApiError, each with
+        Plivo's message as it was sent.
+        """
+        doing = f"validate the code of session {session_uuid}"
         try:
-            await self._call(
-                f"validate the code of session {session_uuid}",
+            answer = await self._call(
+                doing,
                 lambda: self._client.verify_session.validate(session_uuid, otp=otp),
                 session_uuid,
                 raw_400=True,
             )
         except _HttpFailure as failure:
-            text = failure.message.lower()
-            if "expired" in text:
-                raise FlowFailed(
-                    f"session {session_uuid} expired before the code was checked: send a new code"
-                ) from failure
-            if "attempt" in text:
-                raise FlowFailed(
-                    f"too many wrong codes for session {session_uuid}: send a new code"
-                ) from failure
-            if any(w in text for w in _CODE_WORDS) and any(w in text for w in _WRONG_CODE_WORDS):
-                return False
-            doing = f"validate the code of session {session_uuid}"
-            raise self._error(failure, doing, session_uuid) from failure
-        return True
+            said = failure.message
+            status = failure.status
+        else:
+            message = str(getattr(answer, "message", "") or "")
+            error = str(getattr(answer, "error", "") or "")
+            if not error and message.strip().lower() == VALIDATED:
+                return Validation(True, message)
+            said, status = _one_line(error or message) or "no message", 200
+        if _is_wrong_code(said):
+            return Validation(False, said)
+        lowered = said.lower()
+        if "expired" in lowered:
+            raise FlowFailed(
+                f"session {session_uuid} expired before the code was checked (Plivo: {said!r}): "
+                "send a new code"
+            )
+        if "attempt" in lowered or "maximum" in lowered or "exceeded" in lowered:
+            raise FlowFailed(
+                f"too many validations for session {session_uuid} (Plivo: {said!r}): "
+                "send a new code"
+            )
+        if status == 200:
+            raise PlivoApiError(
+                self._scrub(
+                    f"Plivo answered 200 to {doing} without confirming it (Plivo: {said!r}): "
+                    "the session is not verified"
+                )
+            )
+        raise self._error(_HttpFailure(status, said), doing, session_uuid)
 
     async def get(self, session_uuid: str) -> dict[str, Any]:
         """The session as Plivo describes it: status, attempt_details, charges and so on."""
