@@ -103,3 +103,40 @@ def test_record_round_trip() -> None:
     assert record["recipient"] is None
     assert record["signature"] == {"verdict": "valid", "scheme": "v3", "detail": "ok"}
     assert CallbackEvent.from_record(record).to_record() == record
+
+
+def _with_error(channel: str, code: str) -> CallbackEvent:
+    fields = {"Channel": channel, "ChannelErrorCode": code, "ChannelStatus": "failed"}
+    return CallbackEvent(
+        method="POST",
+        url="https://x.example/cb",
+        path="/cb",
+        query="",
+        headers={},
+        content_type=FORM,
+        body="",
+        body_encoding="utf-8",
+        fields=fields,
+        signature=SignatureResult("valid", "v2", "ok"),
+    )
+
+
+def test_channel_error_text_says_what_the_code_means() -> None:
+    """channel_error_text: Plivo's meaning, null when blank, "unknown code" when not in the
+    tables, and a simulator-only code labelled a placeholder."""
+    assert _with_error("sms", "20").to_record()["channel_error_text"].startswith("Network Error")
+    assert _with_error("voice", "2010").channel_error_text == (
+        "Destination Out Of Service: the number is unavailable or out of service"
+    )
+    assert _with_error("sms", "").to_record()["channel_error_text"] is None
+    assert _with_error("sms", "999").channel_error_text == "unknown code"
+    assert "placeholder" in (_with_error("voice", "3020").channel_error_text or "")
+    assert _with_error("sms", "3020").channel_error_text == "unknown code"
+
+
+def test_the_plain_line_shows_the_meaning_beside_the_code() -> None:
+    """The one-line view (pipes, logs) gives the code and the short meaning."""
+    from verifycli.ui import plain_line
+
+    assert "error=20 (Network Error)" in plain_line(_with_error("sms", "20"))
+    assert "error=-" in plain_line(_with_error("sms", ""))

@@ -76,8 +76,8 @@ async def test_table_lists_everything_newest_last(caught: Path) -> None:
     assert table_ids(out) == [1, 2, 3, 4, 5]
     for column in ("channel status", "session status", "signature", "retry", "answer"):
         assert column in out
-    assert "aaaa1111" in out and "✓ valid v3" in out and "↻ #1" in out
-    assert "✗ invalid v3" in out and "unsigned" in out
+    assert "aaaa1111" in out and "✓ valid v2" in out and "↻ #1" in out
+    assert "✗ invalid v2" in out and "unsigned" in out
 
 
 async def test_json_is_one_record_a_line_and_nothing_else(caught: Path) -> None:
@@ -168,10 +168,10 @@ async def test_show_has_the_whole_callback(caught: Path) -> None:
     out = result.stderr
     assert f"POST {PUBLIC}/verify/callback" in out
     assert "application/x-www-form-urlencoded" in out
-    assert "X-Plivo-Signature-V3-Nonce" in out
+    assert "X-Plivo-Signature-V2-Nonce" in out
     assert re.search(r"SessionUUID\s+aaaa1111-session", out)
     assert re.search(r"ChannelErrorCode\s+\(blank\)", out)
-    assert "valid (v3)" in out and "v3 matches PLIVO_AUTH_TOKEN" in out
+    assert "valid (v2)" in out and "v2 matches PLIVO_AUTH_TOKEN" in out
     assert "#1 → #2" in out and "a retry of #1" in out
     assert re.search(r"answer\s+200", out)
 
@@ -179,7 +179,7 @@ async def test_show_has_the_whole_callback(caught: Path) -> None:
 async def test_show_explains_an_invalid_signature(caught: Path) -> None:
     """show gives the diagnosis of a mismatch: here, signed with a trailing slash."""
     out = events("show", "3", "--store", str(caught)).stderr
-    assert "invalid (v3)" in out
+    assert "invalid (v2)" in out
     assert "with a trailing slash" in " ".join(out.split())
 
 
@@ -229,3 +229,18 @@ async def test_markup_in_a_callback_is_shown_as_text(listener: Listener) -> None
     show = events("show", "1", "--store", path)
     assert show.exit_code == 0, show.stderr
     assert "[/]" in show.stderr
+
+
+async def test_error_codes_come_with_their_meaning(caught: Path) -> None:
+    """The failed callback's ChannelErrorCode 50 is explained in the table, in `show` and in
+    the record's channel_error_text; callbacks without an error have null there."""
+    records = [
+        json.loads(line) for line in events("--store", str(caught), "--json").stdout.splitlines()
+    ]
+    texts = {r["id"]: r["channel_error_text"] for r in records}
+    failed = next(r["id"] for r in records if r["channel_error_code"] == "50")
+    assert texts.pop(failed) == "Invalid Destination Number"
+    assert set(texts.values()) == {None}
+    assert "50 (Invalid Destination Number)" in events("--store", str(caught)).stderr
+    shown = events("show", str(failed), "--store", str(caught)).stderr
+    assert "50  (Invalid Destination Number)" in shown

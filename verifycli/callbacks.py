@@ -13,6 +13,7 @@ from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl
 
+from verifycli.error_codes import describe
 from verifycli.signature import SignatureResult
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -182,6 +183,11 @@ class CallbackEvent:
         return self.fields.get(PLIVO_FIELDS[name])
 
     @property
+    def channel_error_text(self) -> str | None:
+        """What ChannelErrorCode means, from Plivo's published tables; None when blank."""
+        return describe(self.plivo("channel"), self.plivo("channel_error_code"))
+
+    @property
     def retry_key(self) -> tuple[str, str, str] | None:
         attempt = self.fields.get("AttemptUUID")
         if not attempt:
@@ -206,6 +212,7 @@ class CallbackEvent:
         }
         for name, plivo_name in PLIVO_FIELDS.items():
             record[name] = self.fields.get(plivo_name)
+        record["channel_error_text"] = self.channel_error_text
         record["signature"] = self.signature.to_dict()
         record["retry_of"] = self.retry_of
         record["response_status"] = self.response_status

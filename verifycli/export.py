@@ -26,6 +26,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "body_encoding",
     "parse_error",
     *PLIVO_FIELDS,
+    "channel_error_text",
     "signature_verdict",
     "signature_scheme",
     "signature_detail",

@@ -149,7 +149,7 @@ def event_row(event: CallbackEvent, forward: bool = False) -> list[RenderableTyp
         Text(event.plivo("channel") or ""),
         Text(channel_status or "", style=tone(channel_status)),
         Text(session_status or "", style=tone(session_status)),
-        Text(event.plivo("channel_error_code") or ""),
+        _error_cell(event),
         _signature_cell(event),
         Text(f"↻ #{event.retry_of}", style="yellow") if event.retry_of else Text(""),
         _answer_cell(event),
@@ -157,6 +157,19 @@ def event_row(event: CallbackEvent, forward: bool = False) -> list[RenderableTyp
     if forward:
         row.append(_forward_cell(event))
     return row
+
+
+def _error_words(event: CallbackEvent) -> str:
+    """The error code with the short form of its meaning: `20 (Network Error)`."""
+    code = event.plivo("channel_error_code") or ""
+    text = event.channel_error_text
+    if not code.strip() or text is None:
+        return code
+    return f"{code} ({text.split(':', 1)[0]})"
+
+
+def _error_cell(event: CallbackEvent) -> Text:
+    return Text(_error_words(event), style="red" if event.channel_error_text else "")
 
 
 def events_table(events: Iterable[CallbackEvent], title: str | None = None) -> Table:
@@ -183,7 +196,7 @@ def plain_line(event: CallbackEvent) -> str:
         f"seq={event.plivo('attempt_sequence') or '-'}",
         f"channel={event.plivo('channel') or '-'}",
         f"status={event.plivo('channel_status') or '-'}/{event.plivo('session_status') or '-'}",
-        f"error={event.plivo('channel_error_code') or '-'}",
+        f"error={_error_words(event) or '-'}",
         f"signature={sig.verdict}" + (f"({sig.scheme})" if sig.scheme else ""),
     ]
     if event.retry_of:
@@ -446,6 +459,11 @@ def print_event_detail(console: Console, event: CallbackEvent, chain: list[int])
     console.print(Panel(headers, title="headers", title_align="left"))
     console.print(Panel(_pretty_body(event), title="body", title_align="left"))
     plivo = [(PLIVO_FIELDS[n], v) for n in PLIVO_FIELDS if (v := event.plivo(n)) is not None]
+    if meaning := event.channel_error_text:
+        plivo = [
+            (name, f"{value}  ({meaning})" if name == "ChannelErrorCode" else value)
+            for name, value in plivo
+        ]
     others = [(k, v) for k, v in event.fields.items() if k not in PLIVO_FIELDS.values()]
     if plivo or others:
         fields = _name_values([*plivo, *others], tone)
