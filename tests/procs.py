@@ -221,6 +221,6 @@ class PinnedCode(Simulator):
     """The simulator, with a code the test knows before the session exists."""
 
     def _new_session(self, body, remote):  # type: ignore[no-untyped-def]
-        session = super()._new_session(body, remote)
+        session, attempt = super()._new_session(body, remote)
         session.code = CODE
-        return session
+        return session, attempt

@@ -986,6 +986,128 @@ def ui(
     raise typer.Exit(run(action))
 
 
+@app.command(short_help="A local Plivo Verify API for your own app's tests.")
+def simulator(
+    host: HostOpt = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", help="Port to serve on; 0 picks a free one.")
+    ] = 8099,
+    auth_id: Annotated[
+        str | None,
+        typer.Option(
+            "--auth-id", help="Auth id your app uses (env PLIVO_AUTH_ID).", show_default=False
+        ),
+    ] = None,
+    auth_token: Annotated[
+        str | None,
+        typer.Option(
+            "--auth-token",
+            help="Auth token your app uses (env PLIVO_AUTH_TOKEN).",
+            show_default=False,
+        ),
+    ] = None,
+    main_auth_token: Annotated[
+        str | None,
+        typer.Option(
+            "--main-auth-token",
+            help="Signs Ma-V2 (env PLIVO_MAIN_AUTH_TOKEN; default: the auth token).",
+            show_default=False,
+        ),
+    ] = None,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            "--scenario", help="delivered, undelivered, failed, no-answer, expired or retries."
+        ),
+    ] = "delivered",
+    time_factor: Annotated[
+        float,
+        typer.Option("--time-factor", help="Real seconds per simulated second (0.01 = 100x)."),
+    ] = 1.0,
+    scheme: Annotated[
+        str,
+        typer.Option(
+            "--scheme",
+            help="Callback signatures: v2 (as the Verify guide documents), v3 or all "
+            "(add V3: not documented for Verify).",
+        ),
+    ] = "v2",
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON object a line per event on stdout.")
+    ] = False,
+) -> None:
+    """Serve an offline Plivo Verify API that your app's tests call instead of Plivo.
+
+    Callbacks go, signed, to the url each session names; GET /_simulator/sessions/{uuid}
+    answers the session with its "otp". What it imitates and how closely: docs/fidelity.md.
+    """
+
+    def action() -> ExitCode:
+        import asyncio
+        import json
+        import re
+
+        from verifycli.config import check_auth_id, load_settings
+        from verifycli.simulator import (
+            DEMO_AUTH_ID,
+            DEMO_AUTH_TOKEN,
+            ServeSpec,
+            describe,
+            serve_spec,
+        )
+
+        settings = load_settings()
+        given_id = auth_id or settings.auth_id
+        given_token = auth_token or (settings.auth_token.reveal() if settings.auth_token else None)
+        main = main_auth_token or (
+            settings.main_auth_token.reveal() if settings.main_auth_token else None
+        )
+        if given_id is None and given_token is None:
+            given_id, given_token = DEMO_AUTH_ID, DEMO_AUTH_TOKEN
+        if given_id is None or given_token is None:
+            missing = (
+                "--auth-id (PLIVO_AUTH_ID)"
+                if given_id is None
+                else "--auth-token (PLIVO_AUTH_TOKEN)"
+            )
+            raise ConfigError(f"{missing} is not set: give both, or neither for the demo account")
+        spec = ServeSpec(
+            auth_id=check_auth_id(given_id),
+            auth_token=given_token,
+            main_auth_token=main,
+            host=host,
+            port=port,
+            scenario=scenario,
+            time_factor=time_factor,
+            scheme=scheme,
+        )
+        unprintable = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+        def shown(event: dict[str, Any]) -> None:
+            if json_out:
+                line = json.dumps(event, ensure_ascii=False)
+            else:
+                line = unprintable.sub("?", describe(event))
+                if event["event"] == "listening" and spec.auth_id == DEMO_AUTH_ID:
+                    line += f", auth token {DEMO_AUTH_TOKEN} (the demo account)"
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+        async def until_stopped() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(signum, stop.set)
+            await serve_spec(spec, shown, stop)
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(until_stopped())
+        return ExitCode.OK
+
+    raise typer.Exit(run(action))
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

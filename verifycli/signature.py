@@ -27,6 +27,13 @@ Params = Mapping[str, "str | Sequence[str]"]
 SCHEMES: tuple[Scheme, ...] = ("v3", "ma-v3", "v2", "ma-v2")
 # What a sender signs with unless told otherwise: the headers the Verify guide documents.
 DEFAULT_FAMILIES: tuple[str, ...] = ("v2",)
+# The --scheme choices of trigger and simulator; v3 (alone or in all) is not documented for
+# Verify, only for Voice callbacks.
+SCHEME_CHOICES: dict[str, tuple[str, ...]] = {
+    "v2": ("v2",),
+    "v3": ("v3",),
+    "all": ("v3", "v2"),
+}
 HEADER: dict[Scheme, str] = {
     "v3": "X-Plivo-Signature-V3",
     "ma-v3": "X-Plivo-Signature-Ma-V3",

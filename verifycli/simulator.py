@@ -35,7 +35,8 @@ from yarl import URL
 
 from verifycli import __version__
 from verifycli.error_codes import SIMULATED
-from verifycli.signature import DEFAULT_FAMILIES, signed_headers
+from verifycli.errors import ConfigError
+from verifycli.signature import DEFAULT_FAMILIES, SCHEME_CHOICES, signed_headers
 
 _log = logging.getLogger(__name__)
 
@@ -823,6 +824,32 @@ def describe(event: Event) -> str:
     return f"session {short} {kind}"
 
 
+@dataclass(frozen=True)
+class ServeSpec:
+    """The flags of `verifycli simulator`, checked."""
+
+    auth_id: str
+    auth_token: str
+    main_auth_token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    scenario: str = "delivered"
+    time_factor: float = 1.0
+    scheme: str = "v2"
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ConfigError(
+                f"--scenario must be one of {', '.join(SCENARIOS)}, not {self.scenario!r}"
+            )
+        if not self.time_factor >= 0:
+            raise ConfigError(f"--time-factor must be 0 or more, not {self.time_factor}")
+        if self.scheme not in SCHEME_CHOICES:
+            raise ConfigError(f"--scheme must be v2, v3 or all, not {self.scheme!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be 0-65535, not {self.port}")
+
+
 async def serve(
     auth_id: str,
     auth_token: str,
@@ -836,7 +863,8 @@ async def serve(
     on_event: Callable[[Event], None],
     stop: asyncio.Event | None = None,
 ) -> None:
-    """`verifycli simulator`: serve the Verify API until `stop` is set or the task is cancelled."""
+    """Serve the Verify API until `stop` is set or the task is cancelled; `on_event` hears
+    "listening" first, then every session event."""
     simulator = Simulator(
         auth_id,
         auth_token,
@@ -852,6 +880,24 @@ async def serve(
         await (stop or asyncio.Event()).wait()
     finally:
         await simulator.close()
+
+
+async def serve_spec(
+    spec: ServeSpec, on_event: Callable[[Event], None], stop: asyncio.Event | None = None
+) -> None:
+    """`verifycli simulator`: serve() with the checked flags."""
+    await serve(
+        spec.auth_id,
+        spec.auth_token,
+        spec.main_auth_token,
+        host=spec.host,
+        port=spec.port,
+        scenario=spec.scenario,  # type: ignore[arg-type]  # checked by ServeSpec
+        time_factor=spec.time_factor,
+        schemes=SCHEME_CHOICES[spec.scheme],
+        on_event=on_event,
+        stop=stop,
+    )
 
 
 def _country(number: str) -> str | None:

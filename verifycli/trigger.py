@@ -16,7 +16,7 @@ from verifycli.config import Secret, require_token
 from verifycli.error_codes import SIMULATED
 from verifycli.errors import ConfigError
 from verifycli.relay import Outcome, check_target, send, wire_url
-from verifycli.signature import signed_headers
+from verifycli.signature import SCHEME_CHOICES, signed_headers
 
 # The Verify guide lists sms sent/delivered/failed/undelivered (and shows queued) and voice
 # in-progress/completed/no-answer; ringing, busy, failed, cancel and timeout are Plivo's call
@@ -36,12 +36,6 @@ CHANNEL_STATUSES: dict[str, tuple[str, ...]] = {
 }
 FINAL_GOOD = {"sms": "delivered", "voice": "completed"}
 SESSION_STATUSES = ("in-progress", "verified", "expired")
-# v2 is what the Verify guide documents; v3 (alone or with v2) is not documented for Verify.
-SCHEME_CHOICES: dict[str, tuple[str, ...]] = {
-    "v2": ("v2",),
-    "v3": ("v3",),
-    "all": ("v3", "v2"),
-}
 # The codes the simulator sends too; error_codes.py says which are Plivo's and which placeholders.
 ERROR_CODES: dict[tuple[str, str], str] = SIMULATED
 RECIPIENT = "14155550100"  # a fictional US number; Plivo sends it without the +
