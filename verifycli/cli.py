@@ -834,7 +834,11 @@ def demo(
     ui_port: UiPortOpt = 4050,
     open_browser: OpenOpt = False,
 ) -> None:
-    """Run the whole send flow against the built-in Plivo simulator: no account, no network."""
+    """Run the whole send flow against the built-in Plivo simulator: no account, no network.
+
+    What the simulator imitates, and which parts are documented by Plivo or our guess:
+    docs/fidelity.md.
+    """
 
     def action() -> ExitCode:
         from verifycli.demo import check_scenario, demo_store_path, run_demo

@@ -637,6 +637,7 @@ class Simulator:
             for a in tried
         ]
         validation = _VALIDATION_CHARGE if s.status == "verified" else "0.0000"
+        changes = [m for m in (s.updated_at, *(a.updated_at for a in s.attempts)) if m]
         total = sum(float(c["charge"]) for c in charges) + float(validation)
         return {
             "session_uuid": s.uuid,
@@ -657,7 +658,7 @@ class Simulator:
                 "attempt_charges": charges or None,
             },
             "created_at": _iso(s.created_at),
-            "updated_at": _iso(s.updated_at or s.created_at),
+            "updated_at": _iso(max([s.created_at, *changes])),
         }
 
     def _spawn(self, session: _Session, work: Coroutine[Any, Any, None]) -> None:
