@@ -187,8 +187,12 @@ def wait_session(sim: SimThread, timeout: float = 15.0) -> tuple[str, str]:
         assert time.monotonic() < deadline, "no Verify session was created"
         time.sleep(0.01)
     session = next(iter(sim.sim._sessions.values()))
-    assert session.url is not None
-    return session.uuid, session.url
+    while not session.attempts:
+        assert time.monotonic() < deadline, "the session has no attempt"
+        time.sleep(0.01)
+    url = session.attempts[0].url
+    assert url is not None
+    return session.uuid, url
 
 
 def relay(fake: FakeNgrok, public_callback: str) -> tuple[tuple[str, int], str]:
