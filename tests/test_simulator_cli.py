@@ -81,6 +81,7 @@ def test_an_app_drives_the_simulator_with_the_plivo_sdk(
         app.wait(3)
         again = client.verify_session.create(recipient=RECIPIENT, url=hook, channel="sms")
         assert again.session_uuid == session
+        app.wait(6)  # both attempts delivered before the code is typed
         with urllib.request.urlopen(f"{api_url}/_simulator/sessions/{session}") as answer:
             peek = json.load(answer)
         code = peek["otp"]
