@@ -43,6 +43,8 @@ USER_AGENT = f"verifycli-trigger/{__version__}"
 
 
 def _request_time() -> str:
+    # "Time when this attempt was made" (the guide); Plivo does not publish its format, so this
+    # is our guess, the form of the times in Plivo's session answers.
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
