@@ -140,3 +140,21 @@ def test_the_plain_line_shows_the_meaning_beside_the_code() -> None:
 
     assert "error=20 (Network Error)" in plain_line(_with_error("sms", "20"))
     assert "error=-" in plain_line(_with_error("sms", ""))
+
+
+def test_every_answer_but_200_is_marked_as_one_plivo_will_retry() -> None:
+    """Plivo retries unless it gets exactly 200: 201 and 204 are marked too, 200 is not."""
+    from verifycli.ui import events_table, plain_line
+
+    event = _with_error("sms", "")
+    for status, marked in ((200, False), (201, True), (204, True), (500, True)):
+        event.response_status = status
+        assert ("Plivo will retry" in plain_line(event)) is marked, status
+    event.response_status = 204
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=200).print(events_table([event]))
+    assert "204 (Plivo will retry)" in out.getvalue()

@@ -309,7 +309,7 @@ async def test_too_many_wrong_codes_end_the_flow(
     wrong = "0000" if sim.code_for(session) != "000000" else "1111"
     for _ in range(MAX_VALIDATIONS):
         assert await api.validate(session, wrong) is False
-    with pytest.raises(FlowFailed, match="too many validations.*maximum validation attempts reached"):
+    with pytest.raises(FlowFailed, match="too many validations.*maximum validation"):
         await api.validate(session, sim.code_for(session))
 
 

@@ -86,9 +86,20 @@ def _ok_style(status: int | None) -> str:
     return "green" if status is not None and 200 <= status < 300 else "red"
 
 
+# Plivo retries "if an HTTP 200 status code is not returned": 201 and 204 are retried too.
+WILL_RETRY = "Plivo will retry"
+
+
+def _answer_words(status: int | None) -> str:
+    if status is None:
+        return "—"
+    return str(status) if status == 200 else f"{status} ({WILL_RETRY})"
+
+
 def _answer_cell(event: CallbackEvent) -> Text:
     status = event.response_status
-    return Text(str(status) if status is not None else "—", style=_ok_style(status))
+    style = "green" if status == 200 else "yellow" if _ok_style(status) == "green" else "red"
+    return Text(_answer_words(status), style=style)
 
 
 def forward_summary(forward: dict[str, Any]) -> str:
@@ -201,7 +212,7 @@ def plain_line(event: CallbackEvent) -> str:
     ]
     if event.retry_of:
         parts.append(f"retry-of=#{event.retry_of}")
-    parts.append(f"answer={event.response_status}")
+    parts.append(f"answer={_answer_words(event.response_status)}")
     if event.forward:
         parts.append(f"forward={forward_summary(event.forward)}")
     return " ".join(parts)
