@@ -12,6 +12,7 @@ from plivo.utils import validate_signature
 from procs import run_cli
 
 from tests.conftest import AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, NGROK_TOKEN, Collect, cli_env
+from verifycli.callbacks import CallbackEvent
 from verifycli.config import Secret, Settings
 from verifycli.errors import ConfigError, ExitCode, PlivoApiError
 from verifycli.flows import Where
@@ -25,6 +26,7 @@ from verifycli.send import (
     Tracker,
     run_send,
 )
+from verifycli.signature import SignatureResult
 from verifycli.simulator import Simulator
 from verifycli.store import StoreReader
 
@@ -154,7 +156,7 @@ async def test_wrong_otp_fails_at_once(sim: Simulator, store_path: Path) -> None
     outcome, tracker, _ = await send(sim, store_path, lambda t: SimCode(sim, t, wrong=True))
     assert (outcome.code, outcome.message) == (
         ExitCode.FLOW_FAILED,
-        "wrong code: the session was not verified",
+        "wrong code: the session was not verified (Plivo: 'Incorrect OTP.')",
     )
     assert not tracker.verified.is_set()
 
@@ -357,3 +359,80 @@ def test_demo_failure_scenarios_exit_1(tmp_path: Path, scenario: str, code: int)
         timeout=60,
     )
     assert result.returncode == code, result.stderr
+
+
+def _callback(sequence: str, status: str, error: str = "", session: str = "s-1") -> CallbackEvent:
+    fields = {
+        "SessionUUID": session,
+        "SessionStatus": "in-progress",
+        "AttemptUUID": f"a-{sequence}",
+        "AttemptSequence": sequence,
+        "Channel": "sms",
+        "ChannelStatus": status,
+        "ChannelErrorCode": error,
+    }
+    return CallbackEvent(
+        method="POST",
+        url="https://x.example/cb",
+        path="/cb",
+        query="",
+        headers={},
+        content_type="application/x-www-form-urlencoded",
+        body="",
+        body_encoding="utf-8",
+        fields=fields,
+        signature=SignatureResult("valid", "v2", "ok"),
+        received_at="2026-12-02T21:00:00.000000+00:00",
+        response_status=200,
+    )
+
+
+async def test_send_follows_its_own_attempt_in_a_joined_session() -> None:
+    """Once attempt 2 (this send's) is seen, an earlier attempt's late failure is ignored."""
+    tracker = Tracker(Status("+14155550100", "sms"))
+    tracker.bind("s-1")
+    tracker.event(_callback("2", "queued"))
+    tracker.event(_callback("1", "undelivered", "20"))
+    assert not tracker.failed.is_set()
+    tracker.event(_callback("2", "delivered"))
+    assert tracker.delivered.is_set() and len(tracker.events) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "fails"),
+    [("busy", "3000", True), ("cancel", "", True), ("blocked", "30", True), ("blocked", "", False)],
+)
+async def test_final_and_unknown_statuses(status: str, error: str, fails: bool) -> None:
+    """busy, cancel, timeout end the attempt; an unknown status does when it carries an error
+    code, so nothing waits out --timeout on it."""
+    tracker = Tracker(Status("+14155550100", "sms"))
+    tracker.bind("s-1")
+    tracker.event(_callback("1", status, error))
+    assert tracker.failed.is_set() is fails
+    if fails:
+        assert tracker.failure.startswith(f"the code was not delivered: {status}")
+
+
+async def test_a_verified_callback_that_never_comes_costs_at_most_two_seconds(
+    store_path: Path,
+) -> None:
+    """validate's answer decides; the verified callback is awaited ~2 s and said missing."""
+    import time
+
+    class Silent(Simulator):
+        async def _deliver_with_retries(self, s, attempt, fields):  # type: ignore[no-untyped-def]
+            return None  # the verified callback is never sent
+
+    quiet = Silent(AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, time_factor=FACTOR)
+    await quiet.start()
+    try:
+        started = time.monotonic()
+        outcome, tracker, _ = await send(
+            quiet, store_path, lambda t: SimCode(quiet, t), SendRequest("+14155550100")
+        )
+    finally:
+        await quiet.close()
+    assert outcome.code == ExitCode.OK
+    assert "did not come within 2 s" in outcome.message
+    assert not tracker.verified.is_set()
+    assert time.monotonic() - started < 6

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from verifycli.callbacks import CallbackEvent
 from verifycli.config import Settings
@@ -18,13 +18,23 @@ from verifycli.errors import ConfigError, ExitCode, TunnelError
 from verifycli.flows import Running, Where, running_listener
 from verifycli.listener import ListenOptions, Sink
 
+if TYPE_CHECKING:
+    from verifycli.verify_api import Validation
+
 CHANNELS = ("sms", "voice")
 METHODS = ("POST", "GET")
 # Channel statuses after which the recipient has the code (voice: the call was answered).
 HEARD = frozenset({"delivered", "in-progress", "completed"})
 # Channel statuses that end an attempt successfully, for --no-prompt.
 DELIVERED = frozenset({"delivered", "completed"})
-CHANNEL_FAILED = frozenset({"failed", "undelivered", "no-answer", "busy", "canceled"})
+# Final failures: sms failed/undelivered, voice no-answer (the guide) and busy, failed,
+# cancel, timeout (Plivo's call statuses).
+CHANNEL_FAILED = frozenset({"failed", "undelivered", "no-answer", "busy", "cancel", "timeout"})
+# Statuses on the way; a status in none of these sets is one Plivo has not documented.
+IN_FLIGHT = frozenset({"queued", "sent", "ringing", "in-progress"})
+# After a right code, how long to wait for the `verified` callback: validate's answer has
+# already decided, the callback only completes the timeline.
+VERIFIED_WAIT = 2.0
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
@@ -60,7 +70,7 @@ class SendRequest:
     method: str = "POST"
     path: str = "/verify/callback"
     timeout: float = 600.0
-    verified_wait: float = 10.0
+    verified_wait: float = VERIFIED_WAIT
     # After the outcome, keep listening up to this long for retries Plivo still owes.
     linger: float = 0.0
 
@@ -114,7 +124,10 @@ class Tracker:
         self.failed = asyncio.Event()
         self.verified = asyncio.Event()
         self.failure = ""
-        # Callbacks answered non-2xx whose retry has not been answered 2xx yet.
+        # The newest attempt seen: a `send` that joined an open session follows its own
+        # attempt, not an earlier one's late callbacks.
+        self.attempt = 0
+        # Callbacks answered other than 200 whose retry has not been answered 200 yet.
         self.owed: set[tuple[str, str, str]] = set()
         self.settled = asyncio.Event()
 
@@ -137,6 +150,11 @@ class Tracker:
         self._count_owed(event)
         if event.retry_of is not None:
             return
+        sequence = event.plivo("attempt_sequence") or ""
+        if sequence.isdigit():
+            if int(sequence) < self.attempt:
+                return  # an earlier attempt of the session, not the one this send made
+            self.attempt = int(sequence)
         channel_status = event.plivo("channel_status") or ""
         session_status = event.plivo("session_status") or ""
         when = event.received_at[11:23]
@@ -149,8 +167,11 @@ class Tracker:
             self.heard.set()
         if channel_status in DELIVERED:
             self.delivered.set()
-        if channel_status in CHANNEL_FAILED:
-            code = event.plivo("channel_error_code")
+        code = event.plivo("channel_error_code")
+        unknown = channel_status not in HEARD | DELIVERED | CHANNEL_FAILED | IN_FLIGHT
+        if channel_status in CHANNEL_FAILED or (unknown and (code or "").strip()):
+            # An undocumented status that carries an error code ends the attempt too, rather
+            # than leave the flow waiting out --timeout.
             self.failure = f"the code was not delivered: {channel_status}" + (
                 f" (error {code})" if code else ""
             )
@@ -165,7 +186,7 @@ class Tracker:
         key = event.retry_key
         if key is None:
             return
-        if 200 <= (event.response_status or 0) < 300:
+        if event.response_status == 200:  # Plivo retries anything else, 201 and 204 too
             self.owed.discard(key)
         else:
             self.owed.add(key)
@@ -264,7 +285,7 @@ async def _first(work: Awaitable[object], *events: asyncio.Event) -> bool:
 class Validator(Protocol):
     """The part of VerifyApi that follow() needs."""
 
-    async def validate(self, session_uuid: str, otp: str) -> bool: ...
+    async def check_code(self, session_uuid: str, otp: str) -> Validation: ...
 
 
 async def follow(
@@ -288,6 +309,7 @@ async def follow(
             await asyncio.wait_for(_first(tracker.heard.wait(), *stoppers), limit)
         if stopped := _stopped(tracker, tunnel_died):
             return stopped
+    said = ""
     for attempt in range(1, codes.tries + 1):
         entered: list[str | None] = []
 
@@ -302,16 +324,25 @@ async def follow(
                 ExitCode.FLOW_FAILED,
                 "no code was entered: type it at the prompt, or pass --otp CODE (demo: --auto)",
             )
-        if await api.validate(uuid, code):
+        answer = await api.check_code(uuid, code)
+        if answer.verified:
             tracker.status.state = "code accepted"
             await _first(asyncio.sleep(request.verified_wait), tracker.verified)
-            note = "" if tracker.verified.is_set() else " (the verified callback has not arrived)"
+            note = (
+                ""
+                if tracker.verified.is_set()
+                else f" (Plivo's answer says so; its verified callback did not come within "
+                f"{request.verified_wait:g} s)"
+            )
             return Outcome(ExitCode.OK, f"verified: the code was right{note}")
-        tracker.status.state = f"wrong code ({attempt}/{codes.tries})"
+        said = answer.message
+        tracker.status.state = f"wrong code ({attempt}/{codes.tries}): {said}"
         now = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
         tracker.status.timeline.append((now, "wrong code"))
     tries = f" ({codes.tries} tries)" if codes.tries > 1 else ""
-    return Outcome(ExitCode.FLOW_FAILED, f"wrong code{tries}: the session was not verified")
+    return Outcome(
+        ExitCode.FLOW_FAILED, f"wrong code{tries}: the session was not verified (Plivo: {said!r})"
+    )
 
 
 def _stopped(tracker: Tracker, tunnel_died: asyncio.Event) -> Outcome | None:
