@@ -184,7 +184,8 @@ def post_signed(
     signed_url: str | None = None,
     timeout: float = 10.0,
 ) -> int:
-    """POST `form` signed (V3 and V2) for `signed_url`; returns the status."""
+    """POST `form` signed (V2 and Ma-V2, as Plivo documents for Verify) for `signed_url`; returns
+    the status."""
     host, port = host_port
     url = signed_url or f"http://{host}:{port}{path}"
 
