@@ -80,6 +80,8 @@ class Outcome:
     error: str | None = None
     body_head: str = ""
     reason: str = ""
+    # True when no connection was made at all (refused, no such host, TLS): nothing answered.
+    unreachable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -140,12 +142,19 @@ async def send(
     except asyncio.TimeoutError:
         error = f"no answer within {timeout:g} s"
     except aiohttp.ClientSSLError as exc:
-        error = f"TLS with {exc.host}:{exc.port} failed ({exc.os_error})"
+        return _unreachable(
+            shown, started, f"TLS with {exc.host}:{exc.port} failed ({exc.os_error})"
+        )
     except aiohttp.ClientConnectorError as exc:
-        error = _connect_error(exc)
+        return _unreachable(shown, started, _connect_error(exc))
     except aiohttp.ClientError as exc:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return Outcome(shown, None, (time.perf_counter() - started) * 1000, error)
+
+
+def _unreachable(url: str, started: float, error: str) -> Outcome:
+    elapsed = (time.perf_counter() - started) * 1000
+    return Outcome(url, None, elapsed, error, unreachable=True)
 
 
 async def deliver(

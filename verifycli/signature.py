@@ -172,14 +172,16 @@ def _matches(
     return any(validate(url, nonce, s.decode("latin-1"), token) for s in sent)
 
 
-def _toggle_slash(url: str) -> tuple[str, str]:
+def toggle_slash(url: str) -> tuple[str, str]:
+    """`url` with its trailing slash taken off or put on, and how it differs, in words."""
     p = urlsplit(url)
     if p.path.endswith("/") and len(p.path) > 1:
         return urlunsplit(p._replace(path=p.path[:-1])), "without the trailing slash"
     return urlunsplit(p._replace(path=p.path + "/")), "with a trailing slash"
 
 
-def _swap_scheme(url: str) -> tuple[str, str]:
+def swap_scheme(url: str) -> tuple[str, str]:
+    """`url` with http:// for https:// or the reverse, and how it differs, in words."""
     p = urlsplit(url)
     other = "http" if p.scheme == "https" else "https"
     return urlunsplit(p._replace(scheme=other)), f"with {other}:// instead of {p.scheme}://"
@@ -199,7 +201,7 @@ def _toggle_port(url: str) -> tuple[str, str] | None:
 
 
 def _url_variants(url: str, local_url: str | None) -> list[tuple[str, str]]:
-    variants = [_toggle_slash(url), _swap_scheme(url)]
+    variants = [toggle_slash(url), swap_scheme(url)]
     port = _toggle_port(url)
     if port:
         variants.append(port)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from urllib.parse import urlencode, urlsplit
 
@@ -104,13 +104,32 @@ class TriggerSpec:
 
 def callback_fields(spec: TriggerSpec, sequence: int) -> dict[str, str]:
     """The Plivo fields of the `sequence`th callback (from 1), in the order Plivo sends them."""
-    channel = spec.channel
-    status = spec.status or FINAL_GOOD[channel]
+    return made_up_fields(
+        spec.channel,
+        sequence,
+        status=spec.status,
+        session=spec.session,
+        session_status=spec.session_status,
+        recipient=spec.recipient,
+    )
+
+
+def made_up_fields(
+    channel: str,
+    sequence: int = 1,
+    *,
+    status: str | None = None,
+    session: str | None = None,
+    session_status: str = "in-progress",
+    recipient: str = RECIPIENT,
+) -> dict[str, str]:
+    """A made-up Verify callback's fields, in the order Plivo sends them."""
+    status = status or FINAL_GOOD[channel]
     return {
-        "SessionUUID": spec.session,
-        "SessionStatus": spec.session_status,
+        "SessionUUID": session or str(uuid.uuid4()),
+        "SessionStatus": session_status,
         "RequestTime": _request_time(),
-        "Recipient": spec.recipient,
+        "Recipient": recipient,
         "ChannelErrorCode": ERROR_CODES.get((channel, status), ""),
         "Channel": channel,
         "AttemptUUID": str(uuid.uuid4()),
@@ -144,29 +163,49 @@ class Prepared:
         return found
 
 
+def compose(
+    method: str, to: str, fields: dict[str, str], user_agent: str = USER_AGENT
+) -> Prepared:
+    """The request Plivo would make to `to`, not yet signed: POST sends a form, GET the query."""
+    # The URL exactly as it goes on the wire, as the receiver will rebuild it to check it.
+    base = str(wire_url(to))
+    headers = {"User-Agent": user_agent}
+    if method == "GET":
+        joiner = "&" if urlsplit(base).query else "?"
+        return Prepared(method, base + joiner + urlencode(fields), b"", headers, fields)
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return Prepared(method, base, urlencode(fields).encode("ascii"), headers, fields)
+
+
+def sign(
+    request: Prepared,
+    token: str | None,
+    main_token: str | None = None,
+    schemes: Sequence[str] = ("v3", "v2"),
+    for_url: str | None = None,
+) -> Prepared:
+    """`request` with signature headers, made for `for_url` (default: where it goes)."""
+    # The URL the same request would have had if sent to for_url: what that handler rebuilds.
+    url = request.url if for_url is None else compose(request.method, for_url, request.fields).url
+    params = request.fields if request.method == "POST" else {}
+    signed = signed_headers(request.method, url, params, token, main_token, schemes)
+    return replace(request, headers={**request.headers, **signed})
+
+
 def prepare(
     spec: TriggerSpec, fields: dict[str, str], token: str, main_token: str | None = None
 ) -> Prepared:
-    """Sign `fields` as Plivo would for `spec.to`: POST as a form, GET in the query."""
-    # Signed over the URL exactly as it goes on the wire, as the receiver will rebuild it.
-    base = str(wire_url(spec.to))
-    if spec.method == "GET":
-        joiner = "&" if urlsplit(base).query else "?"
-        url = base + joiner + urlencode(fields)
-        params: dict[str, str] = {}
-        body = b""
-        headers = {"User-Agent": USER_AGENT}
-    else:
-        url = base
-        params = fields
-        body = urlencode(fields).encode("ascii")
-        headers = {
-            "User-Agent": USER_AGENT,
-            "Content-Type": "application/x-www-form-urlencoded",
-        }
-    schemes: Sequence[str] = SCHEME_CHOICES[spec.scheme]
-    headers.update(signed_headers(spec.method, url, params, token, main_token, schemes))
-    return Prepared(spec.method, url, body, headers, fields)
+    """Sign `fields` as Plivo would for `spec.to`."""
+    request = compose(spec.method, spec.to, fields)
+    return sign(request, token, main_token, SCHEME_CHOICES[spec.scheme])
+
+
+async def send_prepared(
+    session: aiohttp.ClientSession, request: Prepared, timeout: float
+) -> Outcome:
+    """Send one prepared callback, byte for byte as prepared."""
+    url = URL(request.url, encoded=True)
+    return await send(session, request.method, url, request.body, request.headers, timeout)
 
 
 async def trigger(
@@ -182,14 +221,7 @@ async def trigger(
     async with aiohttp.ClientSession() as session:
         for sequence in range(1, spec.count + 1):
             prepared = prepare(spec, callback_fields(spec, sequence), token, main)
-            outcome = await send(
-                session,
-                prepared.method,
-                URL(prepared.url, encoded=True),
-                prepared.body,
-                prepared.headers,
-                spec.timeout,
-            )
+            outcome = await send_prepared(session, prepared, spec.timeout)
             outcomes.append(outcome)
             if on_outcome is not None:
                 on_outcome(prepared, outcome)
