@@ -35,6 +35,7 @@ COMMAND_ORDER = (
     "export",
     "replay",
     "trigger",
+    "check",
     "doctor",
 )
 
@@ -1108,6 +1109,76 @@ def simulator(
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(until_stopped())
         return ExitCode.OK
+
+    raise typer.Exit(run(action))
+
+
+# -- check: grade the user's own handler --------------------------------------------------
+
+# Typer reads the choices when the command is declared; verifycli.check is light to import.
+from verifycli.check import Channel, CheckMethod  # noqa: E402
+
+
+@app.command(short_help="Grade your own callback handler.")
+def check(
+    url: Annotated[
+        str, typer.Argument(metavar="URL", help="Your handler, as reachable from here.")
+    ],
+    method: Annotated[
+        CheckMethod,
+        typer.Option("--method", help="Call it as POST, GET, or each in turn."),
+    ] = CheckMethod.POST,
+    channel: Annotated[
+        Channel,
+        typer.Option("--channel", help="Channel the callbacks report on."),
+    ] = Channel.SMS,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="Sign for this URL (where the handler believes it is, behind a tunnel or "
+            "proxy) while sending to URL.",
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for each answer.")
+    ] = 10.0,
+    max_time: Annotated[
+        float, typer.Option("--max-time", help="An answer slower than this fails 'answers fast'.")
+    ] = 5.0,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="One JSON object per check on stdout, nothing else there."),
+    ] = False,
+) -> None:
+    """Send Verify callbacks, good and spoiled, to your handler and grade its answers."""
+
+    def action() -> ExitCode:
+        import asyncio
+
+        from verifycli.check import CheckSpec, check, passed
+        from verifycli.config import load_settings, require_token
+        from verifycli.ui import human_console, print_check_report, print_record
+
+        spec = CheckSpec(
+            url=url,
+            method=method,
+            channel=channel,
+            public_url=public_url,
+            timeout=timeout,
+            max_time=max_time,
+        )
+        settings = load_settings()
+        require_token(settings.auth_token)
+        results = asyncio.run(check(spec, settings.auth_token, settings.main_auth_token))
+        if json_out:
+            for result in results:
+                print_record(result.to_json())
+        else:
+            where = spec.url + (f" (signed for {spec.public_url})" if spec.public_url else "")
+            print_check_report(human_console(False), results, where)
+        return ExitCode.OK if passed(results) else ExitCode.FLOW_FAILED
 
     raise typer.Exit(run(action))
 

@@ -161,3 +161,12 @@ def check_http_url(url: str, flag: str, example: str) -> tuple[str, SplitResult]
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{flag} needs an http:// or https:// URL, {example}; not {text!r}")
     return text, parts
+
+
+def check_target(url: str, flag: str) -> str:
+    """A URL to send callbacks to (forward, replay, trigger, check): absolute http(s), no
+    #fragment; ConfigError otherwise."""
+    text, parts = check_http_url(url, flag, "like http://127.0.0.1:3000/plivo/verify")
+    if parts.fragment:
+        raise ConfigError(f"{flag} {text!r} must not have a #fragment")
+    return text

@@ -15,8 +15,7 @@ import aiohttp
 from yarl import URL
 
 from verifycli.callbacks import CallbackEvent
-from verifycli.config import check_http_url
-from verifycli.errors import ConfigError
+from verifycli.config import check_target as check_target  # re-exported for listener, cli
 
 # Headers that describe one hop, not the callback; aiohttp sets its own.
 HOP_BY_HOP = frozenset(
@@ -39,14 +38,6 @@ HOP_BY_HOP = frozenset(
 _AUTO_HEADERS = ("Content-Type", "User-Agent", "Accept", "Accept-Encoding")
 BODY_HEAD_BYTES = 2048
 REPLAY_TIMEOUT = 10.0
-
-
-def check_target(url: str, flag: str) -> str:
-    """A forward/replay/trigger target must be an absolute http(s) URL; ConfigError otherwise."""
-    text, parts = check_http_url(url, flag, "like http://127.0.0.1:3000/plivo/verify")
-    if parts.fragment:
-        raise ConfigError(f"{flag} {text!r} must not have a #fragment")
-    return text
 
 
 def target_url(target: str, query: str) -> str:

@@ -12,11 +12,11 @@ import aiohttp
 from yarl import URL
 
 from verifycli import __version__
-from verifycli.config import Secret, require_token
+from verifycli.config import Secret, check_target, require_token
 from verifycli.error_codes import SIMULATED
 from verifycli.errors import ConfigError
-from verifycli.relay import Outcome, check_target, send, wire_url
-from verifycli.signature import SCHEME_CHOICES, signed_headers
+from verifycli.relay import Outcome, send, wire_url
+from verifycli.signature import DEFAULT_FAMILIES, SCHEME_CHOICES, signed_headers
 
 # The Verify guide lists sms sent/delivered/failed/undelivered (and shows queued) and voice
 # in-progress/completed/no-answer; ringing, busy, failed, cancel and timeout are Plivo's call
@@ -163,9 +163,7 @@ class Prepared:
         return found
 
 
-def compose(
-    method: str, to: str, fields: dict[str, str], user_agent: str = USER_AGENT
-) -> Prepared:
+def compose(method: str, to: str, fields: dict[str, str], user_agent: str = USER_AGENT) -> Prepared:
     """The request Plivo would make to `to`, not yet signed: POST sends a form, GET the query."""
     # The URL exactly as it goes on the wire, as the receiver will rebuild it to check it.
     base = str(wire_url(to))
@@ -181,7 +179,7 @@ def sign(
     request: Prepared,
     token: str | None,
     main_token: str | None = None,
-    schemes: Sequence[str] = ("v3", "v2"),
+    schemes: Sequence[str] = DEFAULT_FAMILIES,
     for_url: str | None = None,
 ) -> Prepared:
     """`request` with signature headers, made for `for_url` (default: where it goes)."""

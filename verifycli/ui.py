@@ -23,6 +23,7 @@ from rich.text import Text
 from verifycli.callbacks import PLIVO_FIELDS, CallbackEvent
 
 if TYPE_CHECKING:
+    from verifycli.check import Result
     from verifycli.doctor import Check
     from verifycli.relay import Outcome
     from verifycli.send import Status
@@ -555,6 +556,45 @@ def print_checks(console: Console, checks: Iterable[Check]) -> None:
     else:
         extra = f" ({warned} to look at)" if warned else ""
         console.print(Text(f"all checks passed{extra}", style="bold green"))
+
+
+def print_check_report(console: Console, results: Iterable[Result], target: str) -> None:
+    """check's report: a row per check (what was sent, what came back, pass or fail), then the
+    likely cause of each fail, and the note of an informational check, in one sentence each."""
+    table = Table(show_edge=False, header_style="bold", title=target, title_justify="left")
+    table.add_column("check", overflow="fold")
+    table.add_column("sent", overflow="fold", style="dim")
+    table.add_column("answer", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    why = Table.grid(padding=(0, 1))
+    why.add_column(no_wrap=True)
+    why.add_column(overflow="fold")
+    required = failed = 0
+    for result in results:
+        required += result.required
+        failed += result.required and not result.passed
+        if result.passed:
+            verdict = Text("pass", style="green")
+        else:
+            verdict = Text("FAIL", "bold red") if result.required else Text("fail", "yellow")
+        if result.status is None:
+            answer = Text("none", style="red")
+        else:
+            ms = f" in {result.elapsed_ms:.0f} ms" if result.elapsed_ms is not None else ""
+            answer = Text.assemble(str(result.status), (ms, "dim"))
+        table.add_row(Text(result.check), Text(result.sent), answer, verdict)
+        # A pass needs no reason, except an informational check's, whose note is the point.
+        if not (result.passed and result.required):
+            style = "red" if result.required else "yellow"
+            mark = Text("✗" if not result.passed else "·", style=style)
+            why.add_row(mark, Text.assemble((f"{result.check}: ", "bold"), result.detail))
+    console.print(table)
+    if why.row_count:
+        console.print(why)
+    if failed:
+        console.print(Text(f"{failed} of {required} required checks failed", style="bold red"))
+    else:
+        console.print(Text(f"all {required} required checks passed", style="bold green"))
 
 
 def print_summary(console: Console, state: Status, outcome: str, ok: bool) -> None:
