@@ -137,7 +137,7 @@ Grade = Callable[["Outcome"], tuple[bool, str]]
 
 
 def _no_answer(outcome: Outcome) -> str:
-    return f"no answer: {outcome.error}"
+    return outcome.error or "no answer"
 
 
 def _accepts(outcome: Outcome) -> tuple[bool, str]:
