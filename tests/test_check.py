@@ -168,7 +168,7 @@ def test_strict_handler_passes_everything(serve: Callable[[Answer], Handler]) ->
 def test_lax_handler_fails_every_rejection(serve: Callable[[Answer], Handler]) -> None:
     """200 to everything: the four rejections fail with their causes, the stale one is a note."""
     handler = serve(lax)
-    result = check(handler.url + "/verify/callback")
+    result = check(handler.url + "/verify/callback", main=MAIN_TOKEN)
     assert result.exit_code == 1
     report = result.stderr
     assert "4 of 8 required checks failed" in report
@@ -176,6 +176,9 @@ def test_lax_handler_fails_every_rejection(serve: Callable[[Answer], Handler]) -
         report
     )
     assert f"signed for {handler.url}/verify/callback/" not in report  # said in words
+    for got in handler.requests:
+        sent = got.target + repr(got.headers) + got.body.decode()
+        assert AUTH_TOKEN not in sent and MAIN_TOKEN not in sent
     assert f"made for {handler.url}/verify/callback/" in report
     assert "made for https://127.0.0.1" in report
     assert "only a handler that remembers nonces can refuse this" in report

@@ -580,7 +580,7 @@ def print_check_report(console: Console, results: Iterable[Result], target: str)
         if result.status is None:
             answer = Text("none", style="red")
         else:
-            ms = f" in {result.elapsed_ms:.0f} ms" if result.elapsed_ms is not None else ""
+            ms = f" in {result.elapsed_ms:.1f} ms" if result.elapsed_ms is not None else ""
             answer = Text.assemble(str(result.status), (ms, "dim"))
         table.add_row(Text(result.check), Text(result.sent), answer, verdict)
         # A pass needs no reason, except an informational check's, whose note is the point.
