@@ -243,7 +243,7 @@ def test_handler_failing_on_duplicates(serve: Callable[[Answer], Handler]) -> No
     assert code == 1
     assert failed(by_name) == {"survives a duplicate delivery"}
     detail = str(by_name["survives a duplicate delivery"]["detail"])
-    assert detail.startswith("answered 500 to the same callback again after 200 the first time")
+    assert detail.startswith("answered 500 to a repeat of the first callback: Plivo retries")
 
 
 def test_v2_only_handler_fails_ma_v2_alone(serve: Callable[[Answer], Handler]) -> None:

@@ -159,19 +159,15 @@ def _accepts(outcome: Outcome) -> tuple[bool, str]:
     return False, f"answered {status}: Plivo retries anything but 200"
 
 
-def _duplicate(first: Outcome) -> Grade:
-    def grade(outcome: Outcome) -> tuple[bool, str]:
-        if outcome.status == 200:
-            return True, "answered 200 again"
-        if outcome.status is None:
-            return False, _no_answer(outcome)
-        before = " after 200 the first time" if first.status == 200 else ""
-        return False, (
-            f"answered {outcome.status} to the same callback again{before}: Plivo retries "
-            "deliveries, so answer 200 to a repeat (make the handler idempotent)"
-        )
-
-    return grade
+def _duplicate(outcome: Outcome) -> tuple[bool, str]:
+    if outcome.status == 200:
+        return True, "answered 200 again"
+    if outcome.status is None:
+        return False, _no_answer(outcome)
+    return False, (
+        f"answered {outcome.status} to a repeat of the first callback: Plivo retries "
+        "deliveries, so answer 200 to a repeat too (make the handler idempotent)"
+    )
 
 
 def _ma_alone(outcome: Outcome) -> tuple[bool, str]:
@@ -239,15 +235,11 @@ def _made_up_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-async def _battery(
-    session: aiohttp.ClientSession,
-    spec: CheckSpec,
-    method: str,
-    token: str,
-    main: str | None,
-) -> list[Result]:
+def _probes(spec: CheckSpec, method: str, token: str, main: str | None) -> list[Probe]:
+    """The battery for one method, the real callback first; every other probe is new but for
+    the duplicate and the stale nonce, which reuse the real one's signature."""
     from verifycli.signature import swap_scheme, toggle_slash
-    from verifycli.trigger import compose, made_up_fields, send_prepared, sign
+    from verifycli.trigger import compose, made_up_fields, sign
 
     channel = spec.channel.value
     where = spec.signed_for
@@ -266,44 +258,13 @@ async def _battery(
     real = signed()
     # The real callback's signature headers on a different body: V2 does not cover the body,
     # so a captured header would pass on a forged "verified".
-    forged_fields = {**real.fields, "SessionStatus": "verified"}
-    forged = compose(method, spec.url, forged_fields, USER_AGENT)
-    stale = replace(forged, headers=real.headers)
+    forged = compose(method, spec.url, {**real.fields, "SessionStatus": "verified"}, USER_AGENT)
     slash_url, slash_how = toggle_slash(where)
     scheme_url, scheme_how = swap_scheme(where)
-    tag = f"{method}: " if spec.method is CheckMethod.BOTH else ""
-
-    results: list[Result] = []
-
-    async def run(probe: Probe) -> Outcome:
-        outcome = await send_prepared(session, probe.request, spec.timeout)
-        if outcome.unreachable:
-            raise FlowFailed(f"{spec.url}: {outcome.error}")
-        ok, detail = probe.grade(outcome)
-        elapsed = None if outcome.status is None else outcome.elapsed_ms
-        results.append(
-            Result(
-                tag + probe.check, probe.sent, ok, outcome.status, elapsed, detail, probe.required
-            )
-        )
-        return outcome
-
-    first = await run(Probe(ACCEPTS, f"{method}, V2 + Ma-V2", real, _accepts))
-    fast_ok, fast_detail = _fast(first, spec.max_time)
-    elapsed = None if first.status is None else first.elapsed_ms
-    results.append(
-        Result(
-            tag + FAST,
-            "(the real callback, timed)",
-            fast_ok,
-            first.status,
-            elapsed,
-            fast_detail,
-            True,
-        )
-    )
-    probes = [
-        Probe(DUPLICATE, "the same again", real, _duplicate(first)),
+    other_url = "check it against the exact URL Plivo calls"
+    return [
+        Probe(ACCEPTS, f"{method}, V2 + Ma-V2", real, _accepts),
+        Probe(DUPLICATE, "the same again", real, _duplicate),
         Probe(
             MA_ALONE,
             f"Ma-V2 only ({ma_name})",
@@ -331,28 +292,49 @@ async def _battery(
             SLASH,
             f"signed for the URL {slash_how}",
             signed(slash_url),
-            _rejects(
-                f"accepted a signature made for {slash_url}: check it against the exact URL "
-                "Plivo calls"
-            ),
+            _rejects(f"accepted a signature made for {slash_url}: {other_url}"),
         ),
         Probe(
             SCHEME,
             f"signed for the URL {scheme_how}",
             signed(scheme_url),
-            _rejects(
-                f"accepted a signature made for {scheme_url}: check it against the exact URL "
-                "Plivo calls"
-            ),
+            _rejects(f"accepted a signature made for {scheme_url}: {other_url}"),
         ),
-        Probe(STALE, "first nonce, new body", stale, _stale, required=False),
+        Probe(
+            STALE,
+            "first nonce, new body",
+            replace(forged, headers=real.headers),
+            _stale,
+            required=False,
+        ),
     ]
+
+
+async def _grade(
+    session: aiohttp.ClientSession, spec: CheckSpec, probes: list[Probe], tag: str
+) -> list[Result]:
+    """Send the probes one after another and grade each answer; "answers fast" is graded on
+    the real callback's answer, not sent on its own."""
+    from verifycli.trigger import send_prepared
+
+    results: list[Result] = []
     for probe in probes:
-        await run(probe)
+        outcome = await send_prepared(session, probe.request, spec.timeout)
+        if outcome.unreachable:
+            raise FlowFailed(f"{spec.url}: {outcome.error}")
+        status = outcome.status
+        elapsed = None if status is None else outcome.elapsed_ms
+        ok, detail = probe.grade(outcome)
+        results.append(
+            Result(tag + probe.check, probe.sent, ok, status, elapsed, detail, probe.required)
+        )
+        if probe.check == ACCEPTS:
+            ok, detail = _fast(outcome, spec.max_time)
+            results.append(Result(tag + FAST, "(the same, timed)", ok, status, elapsed, detail))
     return results
 
 
-async def check(
+async def check_handler(
     spec: CheckSpec, auth_token: Secret | None, main_auth_token: Secret | None = None
 ) -> list[Result]:
     """Send the battery to `spec.url` (for each method asked) and grade every answer.
@@ -367,5 +349,6 @@ async def check(
     results: list[Result] = []
     async with aiohttp.ClientSession() as session:
         for method in spec.method.methods:
-            results += await _battery(session, spec, method, token, main)
+            tag = f"{method}: " if spec.method is CheckMethod.BOTH else ""
+            results += await _grade(session, spec, _probes(spec, method, token, main), tag)
     return results

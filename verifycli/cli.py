@@ -1157,7 +1157,7 @@ def check(
     def action() -> ExitCode:
         import asyncio
 
-        from verifycli.check import CheckSpec, check, passed
+        from verifycli.check import CheckSpec, check_handler, passed
         from verifycli.config import load_settings, require_token
         from verifycli.ui import human_console, print_check_report, print_record
 
@@ -1171,7 +1171,7 @@ def check(
         )
         settings = load_settings()
         require_token(settings.auth_token)
-        results = asyncio.run(check(spec, settings.auth_token, settings.main_auth_token))
+        results = asyncio.run(check_handler(spec, settings.auth_token, settings.main_auth_token))
         if json_out:
             for result in results:
                 print_record(result.to_json())
