@@ -6,24 +6,23 @@ spoiled on purpose in one way; the results are data for the CLI to render.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from verifycli import __version__
-from verifycli.config import Secret, check_target, require_token
+from verifycli.choices import Channel, CheckMethod
 from verifycli.errors import ConfigError, FlowFailed
 
 if TYPE_CHECKING:
     import aiohttp
 
+    from verifycli.config import Secret
     from verifycli.relay import Outcome
     from verifycli.trigger import Prepared
 
-# cli.py imports this module for its Enums when it starts: aiohttp and the sending code are
-# imported by check() itself, so that `verifycli --help` stays fast.
+# aiohttp and the sending code are imported where they are used: `verifycli --help` stays fast.
 
 USER_AGENT = f"verifycli-check/{__version__}"
 V2 = ("v2",)  # what the Verify guide promises: X-Plivo-Signature-V2, -Ma-V2 and -V2-Nonce
@@ -37,25 +36,6 @@ WRONG_TOKEN = "rejects the wrong token"
 SLASH = "rejects another URL's signature (trailing slash)"
 SCHEME = "rejects another URL's signature (http vs https)"
 STALE = "rejects a stale nonce with a new body (informational)"
-
-
-class CheckMethod(str, Enum):
-    """How to call the handler: as a session created with method POST, GET, or each in turn."""
-
-    POST = "POST"
-    GET = "GET"
-    BOTH = "both"
-
-    @property
-    def methods(self) -> tuple[str, ...]:
-        return ("POST", "GET") if self is CheckMethod.BOTH else (self.value,)
-
-
-class Channel(str, Enum):
-    """The Verify channel the made-up callbacks report on."""
-
-    SMS = "sms"
-    VOICE = "voice"
 
 
 E = TypeVar("E", bound=Enum)
@@ -83,6 +63,8 @@ class CheckSpec:
     max_time: float = 5.0
 
     def __post_init__(self) -> None:
+        from verifycli.config import check_target
+
         set_ = object.__setattr__
         set_(self, "url", check_target(self.url, "URL"))
         if self.public_url is not None:
@@ -232,6 +214,8 @@ class Probe:
 
 
 def _made_up_token() -> str:
+    import secrets
+
     return secrets.token_urlsafe(24)
 
 
@@ -343,6 +327,8 @@ async def check_handler(
     reached at all.
     """
     import aiohttp
+
+    from verifycli.config import require_token
 
     token = require_token(auth_token).reveal()
     main = main_auth_token.reveal() if main_auth_token else None

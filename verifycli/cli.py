@@ -1115,8 +1115,8 @@ def simulator(
 
 # -- check: grade the user's own handler --------------------------------------------------
 
-# Typer reads the choices when the command is declared; verifycli.check is light to import.
-from verifycli.check import Channel, CheckMethod  # noqa: E402
+# Typer reads the choices when the command is declared; verifycli.choices is light to import.
+from verifycli.choices import Channel, CheckMethod  # noqa: E402
 
 
 @app.command(short_help="Grade your own callback handler.")
