@@ -163,6 +163,8 @@ def test_strict_handler_passes_everything(serve: Callable[[Answer], Handler]) ->
     assert failed(by_name) == set()
     assert by_name[STALE]["status"] == 403
     assert len(handler.requests) == 8  # "answers fast" times the first one, it sends nothing
+    report = check(handler.url + "/verify/callback").stderr
+    assert "all 8 required checks passed" in report and "✗" not in report
 
 
 def test_lax_handler_fails_every_rejection(serve: Callable[[Answer], Handler]) -> None:

@@ -1158,7 +1158,7 @@ def check(
         import asyncio
 
         from verifycli.check import CheckSpec, check_handler, passed
-        from verifycli.config import load_settings, require_token
+        from verifycli.config import load_settings
         from verifycli.ui import human_console, print_check_report, print_record
 
         spec = CheckSpec(
@@ -1170,7 +1170,6 @@ def check(
             max_time=max_time,
         )
         settings = load_settings()
-        require_token(settings.auth_token)
         results = asyncio.run(check_handler(spec, settings.auth_token, settings.main_auth_token))
         if json_out:
             for result in results:
