@@ -290,7 +290,7 @@ def test_public_url_signs_for_the_url_the_handler_believes(
     code, by_name = graded(handler.url + "/plivo/cb")
     assert code == 1
     assert "accepts a real callback" in failed(by_name)
-    assert "refuses what Plivo sends" in str(by_name["accepts a real callback"]["detail"])
+    assert "pass that URL as --public-url" in str(by_name["accepts a real callback"]["detail"])
 
 
 def test_json_is_one_object_per_check_and_nothing_else(serve: Callable[[Answer], Handler]) -> None:

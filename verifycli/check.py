@@ -130,8 +130,9 @@ def _accepts(outcome: Outcome) -> tuple[bool, str]:
         return True, "answered 200"
     if 400 <= status < 500:
         return False, (
-            f"answered {status} to a correctly signed callback: your signature check refuses "
-            "what Plivo sends (check the URL it rebuilds and the token it uses)"
+            f"answered {status} to a callback signed as Plivo signs Verify (V2 + Ma-V2, no V3): "
+            "your handler refuses what Plivo sends; check its token and the URL it rebuilds "
+            "(behind a proxy or tunnel, pass that URL as --public-url)"
         )
     if status >= 500:
         return (
