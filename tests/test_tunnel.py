@@ -181,7 +181,10 @@ def test_a_bad_authtoken_is_one_line_without_the_token(
     message = fail_to_open(agent)
     assert message.startswith("ngrok could not start: authentication failed")
     assert "ERR_NGROK_105" in message and "NGROK_AUTHTOKEN" in message
-    assert "Your authtoken: ********" in caplog.text
+    # pyngrok logs the agent's lines only while it still reads them: when the agent exits
+    # first, verifycli reads the error itself and pyngrok never logs it. Either way, masked.
+    if "Your authtoken" in caplog.text:
+        assert "Your authtoken: ********" in caplog.text
     assert TOKEN not in caplog.text
     out, err = capfd.readouterr()
     assert TOKEN not in out + err
