@@ -65,19 +65,38 @@ def events(*args: str) -> Result:
 
 
 def table_ids(text: str) -> list[int]:
-    return [int(m) for m in re.findall(r"^│\s*(\d+)\s*│", text, re.MULTILINE)]
+    return [int(m) for m in re.findall(r"^#(\d+) ", text, re.MULTILINE)]
 
 
-async def test_table_lists_everything_newest_last(caught: Path) -> None:
-    """The table has the live view's columns and every event, oldest first, newest last."""
+async def test_listing_to_a_pipe_is_one_whole_line_per_event(caught: Path) -> None:
+    """Not a terminal: stdout gets every event, oldest first, one line each, every field whole."""
     result = events("--store", str(caught))
     assert result.exit_code == 0, result.stderr
-    out = result.stderr
+    out = result.stdout
     assert table_ids(out) == [1, 2, 3, 4, 5]
-    for column in ("channel status", "session status", "signature", "retry", "answer"):
-        assert column in out
-    assert "aaaa1111" in out and "✓ valid v2" in out and "↻ #1" in out
-    assert "✗ invalid v2" in out and "unsigned" in out
+    assert len(out.splitlines()) == 5 and result.stderr == ""
+    first, retry, invalid, unsigned, get = out.splitlines()
+    assert "session=aaaa1111-session" in first and "signature=valid(v2)" in first
+    assert "status=sent/in-progress" in first and "answer=200" in first
+    assert "retry-of=#1" in retry
+    assert "signature=invalid(v2)" in invalid
+    assert "signature=unsigned" in unsigned and "error=50 (Invalid Destination Number)" in unsigned
+    assert " GET /verify/callback " in get
+    # The whole time, with its date and offset: no header says them in a pipe.
+    assert re.search(r"^#1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d ", first)
+
+
+async def test_tsv_has_a_header_and_one_row_per_event(caught: Path) -> None:
+    """--tsv: a header line, then one tab-separated row per event, full session ids."""
+    result = events("--store", str(caught), "--tsv")
+    assert result.exit_code == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    names = header.split("\t")
+    assert names[:2] == ["id", "received_at"] and "verdict" in names
+    assert len(rows) == 5 and all(len(r.split("\t")) == len(names) for r in rows)
+    second = dict(zip(names, rows[1].split("\t"), strict=True))
+    assert second["session_uuid"] == "aaaa1111-session"
+    assert (second["verdict"], second["scheme"], second["retry_of"]) == ("valid", "v2", "1")
 
 
 async def test_json_is_one_record_a_line_and_nothing_else(caught: Path) -> None:
@@ -95,6 +114,9 @@ async def test_json_is_one_record_a_line_and_nothing_else(caught: Path) -> None:
     ("flags", "ids"),
     [
         (["--session", "aaaa1111-session"], [1, 2, 3]),
+        (["--session", "aaaa1111"], [1, 2, 3]),
+        (["--session", "bbbb"], [4]),
+        (["--session", "dddd"], []),
         (["--status", "failed"], [4]),
         (["--verdict", "invalid"], [3]),
         (["--verdict", "unsigned"], [4, 5]),
@@ -109,7 +131,7 @@ async def test_filters(caught: Path, flags: list[str], ids: list[int]) -> None:
     """Each filter selects what it says, in the table and in --json alike."""
     table = events("--store", str(caught), *flags)
     assert table.exit_code == 0
-    assert table_ids(table.stderr) == ids
+    assert table_ids(table.stdout) == ids
     lines = events("--store", str(caught), "--json", *flags).stdout.splitlines()
     assert [json.loads(line)["id"] for line in lines] == ids
 
@@ -165,7 +187,7 @@ async def test_show_has_the_whole_callback(caught: Path) -> None:
     """show: method, public URL, headers, the form body pretty, Plivo fields, verdict, answer."""
     result = events("show", "2", "--store", str(caught))
     assert result.exit_code == 0, result.stderr
-    out = result.stderr
+    out = result.stdout
     assert f"POST {PUBLIC}/verify/callback" in out
     assert "application/x-www-form-urlencoded" in out
     assert "X-Plivo-Signature-V2-Nonce" in out
@@ -178,17 +200,17 @@ async def test_show_has_the_whole_callback(caught: Path) -> None:
 
 async def test_show_explains_an_invalid_signature(caught: Path) -> None:
     """show gives the diagnosis of a mismatch: here, signed with a trailing slash."""
-    out = events("show", "3", "--store", str(caught)).stderr
+    out = events("show", "3", "--store", str(caught)).stdout
     assert "invalid (v2)" in out
     assert "with a trailing slash" in " ".join(out.split())
 
 
 async def test_show_pretty_prints_json_and_get(caught: Path) -> None:
     """A JSON body is indented; a GET shows its query fields and an empty body."""
-    json_out = events("show", "4", "--store", str(caught)).stderr
+    json_out = events("show", "4", "--store", str(caught)).stdout
     assert '"ChannelErrorCode": "50"' in json_out
     assert "unsigned" in json_out
-    get_out = events("show", "5", "--store", str(caught)).stderr
+    get_out = events("show", "5", "--store", str(caught)).stdout
     assert "(empty)" in get_out and re.search(r"ChannelStatus\s+queued", get_out)
 
 
@@ -225,10 +247,10 @@ async def test_markup_in_a_callback_is_shown_as_text(listener: Listener) -> None
     path = str(listener.store.path)
     table = events("--store", path)
     assert table.exit_code == 0, table.stderr
-    assert "[bold]s[" in table.stderr and "[red]x" in table.stderr
+    assert "[bold]s[" in table.stdout and "[red]x" in table.stdout
     show = events("show", "1", "--store", path)
     assert show.exit_code == 0, show.stderr
-    assert "[/]" in show.stderr
+    assert "[/]" in show.stdout
 
 
 async def test_error_codes_come_with_their_meaning(caught: Path) -> None:
@@ -241,6 +263,6 @@ async def test_error_codes_come_with_their_meaning(caught: Path) -> None:
     failed = next(r["id"] for r in records if r["channel_error_code"] == "50")
     assert texts.pop(failed) == "Invalid Destination Number"
     assert set(texts.values()) == {None}
-    assert "50 (Invalid Destination Number)" in events("--store", str(caught)).stderr
-    shown = events("show", str(failed), "--store", str(caught)).stderr
+    assert "50 (Invalid Destination Number)" in events("--store", str(caught)).stdout
+    shown = events("show", str(failed), "--store", str(caught)).stdout
     assert "50  (Invalid Destination Number)" in shown

@@ -93,12 +93,17 @@ def _root(
     _state["debug"] = debug
 
 
-def _show_running(header: Header, view: LiveView, running: Running) -> None:
+def _show_running(header: Header, view: LiveView, running: Running, waiting: str) -> None:
     """Fill the header panel from a listener that is up, then start the live view."""
     header.local_url = running.listener.local_url
     header.public_url = running.public_url if running.tunnel_kind != "none" else None
     header.counts = running.listener.stats.shown
-    view.start()
+    view.start(waiting)
+
+
+def _opening(no_tunnel: bool, public_url: str | None) -> str:
+    """What the spinner says while the listener (and the tunnel) start."""
+    return "starting the listener" if no_tunnel or public_url else "opening the ngrok tunnel"
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -106,6 +111,16 @@ def _fail(message: str, code: int) -> NoReturn:
 
     print_error(message)
     raise typer.Exit(code)
+
+
+def _quiet_pipe_end() -> NoReturn:
+    """The reader of stdout went away (`| head`): that is the end, not an error."""
+    import os
+
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise typer.Exit(ExitCode.OK)
 
 
 def run(action: Callable[[], T]) -> T:
@@ -118,6 +133,8 @@ def run(action: Callable[[], T]) -> T:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        _quiet_pipe_end()
     except OSError as exc:
         if _state["debug"]:
             raise
@@ -144,7 +161,10 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="One event record per line on stdout, nothing else there.")
 ]
 SessionOpt = Annotated[
-    str | None, typer.Option("--session", help="Only this Verify session (SessionUUID).")
+    str | None,
+    typer.Option(
+        "--session", help="Only this Verify session: its SessionUUID or any unique start of it."
+    ),
 ]
 SinceOpt = Annotated[
     str | None, typer.Option("--since", help="Only events received at or after this ISO time.")
@@ -237,7 +257,7 @@ def listen(
         where = Where(public_url=public_url, no_tunnel=no_tunnel)
         console = human_console(json_out)
         header = Header(store_path=str(settings.store_path))
-        view = LiveView(console, header, session_filter=session)
+        view = LiveView(console, header, session_filter=session, json_mode=json_out)
         sinks: list[Sink] = [view]
         if json_out:
             sinks.append(JsonLines(session_filter=session))
@@ -246,25 +266,38 @@ def listen(
             header.note = "PLIVO_AUTH_TOKEN is not set: signatures are not checked"
 
         def ready(running: Running) -> None:
-            _show_running(header, view, running)
+            _show_running(header, view, running, "waiting for the first callback")
 
         import asyncio
 
+        from verifycli.errors import TunnelError
+        from verifycli.ui import print_listen_summary
+
         ui = _ui_request(ui_on or open_browser, ui_host, ui_port, open_browser, settings)
+        stop = asyncio.Event()
+        view.begin(_opening(no_tunnel, public_url))
         try:
-            return asyncio.run(
+            code = asyncio.run(
                 _with_ui(  # the inspector, when --ui (issue 14)
                     ui,
                     settings.store_path,
                     sinks,
                     header,
-                    lambda: run_listen(settings, options, where, sinks, on_ready=ready),
+                    lambda: run_listen(settings, options, where, sinks, ready, stop),
                     forward_to,
                     port,
                 )
             )
+        except TunnelError:
+            # Ctrl-C reaches ngrok too, which then exits mid-start: that is the stop asked for.
+            if not stop.is_set():
+                raise
+            code = ExitCode.OK
         finally:
             view.stop()
+        if view.ready:
+            print_listen_summary(header)
+        return code
 
     raise typer.Exit(run(action))
 
@@ -296,7 +329,7 @@ def export(
             raise ConfigError(f"--limit must be 0 (all) or more, not {limit}")
         settings = load_settings_for(store)
         reader = StoreReader(settings.store_path)
-        filters = _filters(session, status, verdict, since)
+        filters = _filters(_whole_session(reader, session), status, verdict, since)
         lines = reader.iter_json(filters, limit or None)
         if output is None:
             exporter.write(lines, fmt, sys.stdout)
@@ -324,7 +357,7 @@ def load_settings_for(store: Path | None) -> Settings:
 
 if TYPE_CHECKING:
     from verifycli.callbacks import CallbackEvent
-    from verifycli.store import Filters
+    from verifycli.store import Filters, StoreReader
 
 VERDICTS = ("valid", "invalid", "unsigned", "unchecked", "replayed")
 
@@ -359,11 +392,32 @@ def _filters(
     )
 
 
+def _whole_session(reader: StoreReader, session: str | None) -> str | None:
+    """The stored session id that `session` starts (the table's 8 characters will do)."""
+    if not session:
+        return session
+    found = reader.sessions_starting(session)
+    if session in found or not found:
+        return session
+    if len(found) == 1:
+        return found[0]
+    shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+    raise ConfigError(
+        f"--session {session} matches more than one session ({shown}): give more of it"
+    )
+
+
 @events_app.callback(invoke_without_command=True)
 def events(
     ctx: typer.Context,
     store: StoreOpt = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="The demo's store (what `verifycli demo` caught).")
+    ] = False,
     json_out: JsonOpt = False,
+    tsv: Annotated[
+        bool, typer.Option("--tsv", help="Tab-separated values with a header line, on stdout.")
+    ] = False,
     session: SessionOpt = None,
     status: StatusOpt = None,
     verdict: VerdictOpt = None,
@@ -373,39 +427,51 @@ def events(
     """List stored callbacks, newest last; `events show ID` shows one whole."""
     if ctx.invoked_subcommand is not None:
         # `events --store X show 7` means event 7 of X: hand the group's options down.
-        ctx.obj = {"store": store, "json": json_out}
+        ctx.obj = {"store": _store_or_demo(store, demo), "json": json_out}
         return
 
     def action() -> None:
         from verifycli.store import StoreReader
-        from verifycli.ui import human_console, print_events
+        from verifycli.ui import print_events
 
         if limit < 0:
             raise ConfigError(f"--limit must be 0 (all) or more, not {limit}")
-        settings = load_settings_for(store)
-        filters = _filters(session, status, verdict, since)
+        if json_out and tsv:
+            raise ConfigError("--json and --tsv do not go together: pick one")
+        settings = load_settings_for(_store_or_demo(store, demo))
         reader = StoreReader(settings.store_path)
+        filters = _filters(_whole_session(reader, session), status, verdict, since)
         cap = limit or None
-        console = human_console(json_out)
         if json_out:
             written = 0
             for line in reader.iter_json(filters, cap):
                 sys.stdout.write(line + "\n")
                 written += 1
+            sys.stdout.flush()
             if not written:
-                print_events(console, [], str(settings.store_path), stored=reader.count())
+                print_events([], str(settings.store_path), stored=reader.count())
             return
         shown = list(reader.iter_events(filters, cap))
         full = cap is not None and len(shown) == cap
         print_events(
-            console,
             shown,
             str(settings.store_path),
             stored=None if shown else reader.count(),
             matched=reader.count(filters) if full else len(shown),
+            tsv=tsv,
         )
 
     run(action)
+
+
+def _store_or_demo(store: Path | None, demo: bool) -> Path | None:
+    if not demo:
+        return store
+    if store is not None:
+        raise ConfigError("--demo and --store do not go together: --demo is the demo's store")
+    from verifycli.demo import demo_store_path
+
+    return demo_store_path()
 
 
 @events_app.command("show")
@@ -426,14 +492,14 @@ def events_show(
 
     def action() -> None:
         from verifycli.store import StoreReader
-        from verifycli.ui import human_console, print_event_detail, print_record
+        from verifycli.ui import listing_console, print_event_detail, print_record
 
         reader = StoreReader(load_settings_for(path).store_path)
         event = reader.get(event_id)
         if as_json:
             print_record(event.to_record())
             return
-        print_event_detail(human_console(False), event, reader.chain(event))
+        print_event_detail(listing_console(), event, reader.chain(event))
 
     run(action)
 
@@ -478,7 +544,7 @@ def replay(
         if event_id is not None:
             chosen = [reader.get(event_id)]
         else:
-            chosen = list(reader.iter_events(Filters(session=session)))
+            chosen = list(reader.iter_events(Filters(session=_whole_session(reader, session))))
             if not chosen:
                 raise EventNotFound(
                     f"no stored callbacks of session {session} in {reader.path}; "
@@ -613,12 +679,12 @@ def doctor(
         import asyncio
 
         from verifycli.doctor import Machine, diagnose, passed
-        from verifycli.ui import human_console, print_checks
+        from verifycli.ui import listing_console, print_checks
 
         if not 0 < port <= 65535:
             raise ConfigError(f"--port must be 1-65535, not {port}")
         checks = asyncio.run(diagnose(Machine(port=port), store=store, online=online))
-        print_checks(human_console(False), checks)
+        print_checks(listing_console(), checks)
         return ExitCode.OK if passed(checks) else ExitCode.USAGE
 
     raise typer.Exit(run(action))
@@ -641,6 +707,7 @@ def _follow_session(
     note: str = "",
     ui: UiRequest | None = None,
     replay_to: str | None = None,
+    opening: str = "opening the ngrok tunnel",
 ) -> ExitCode:
     """Shared by send and demo: the live view with the session panel, then the summary."""
     from verifycli.send import Tracker
@@ -648,14 +715,15 @@ def _follow_session(
 
     console = human_console(json_out)
     header = Header(store_path=store_path, note=note)
-    view = LiveView(console, header, session=status)
+    view = LiveView(console, header, session=status, json_mode=json_out)
     tracker = Tracker(status, JsonLines() if json_out else None)
 
     def ready(running: Running) -> None:
-        _show_running(header, view, running)
+        _show_running(header, view, running, "creating the Verify session")
 
     def bound(session_uuid: str) -> None:
         view.session_filter = session_uuid
+        view.waiting = "waiting for the first callback"
 
     async def until_terminated() -> Outcome:
         # SIGTERM would otherwise end the process without closing the tunnel and ngrok.
@@ -679,6 +747,7 @@ def _follow_session(
 
     import asyncio
 
+    view.begin(opening)
     try:
         outcome = asyncio.run(until_terminated())
     finally:
@@ -689,9 +758,21 @@ def _follow_session(
 
 def _prompt_codes(view: LiveView) -> CodeSource:
     from verifycli.send import PromptCode
-    from verifycli.ui import ask_code
 
-    return PromptCode(lambda attempt: ask_code(view.console, attempt, 3), view.pause, view.resume)
+    if view.live:
+        # The prompt is the live view's bottom line: callbacks keep arriving while it waits.
+        return PromptCode(lambda attempt: view.ask_code(attempt, 3), _nothing, _nothing)
+    return PromptCode(lambda attempt: view.ask_code(attempt, 3), view.pause, view.resume)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _need_terminal(way_out: str) -> None:
+    """A prompt needs a person at a terminal: without one, stop before anything starts."""
+    if not sys.stdin.isatty():
+        raise ConfigError(f"stdin is not a terminal: {way_out}")
 
 
 @app.command(short_help="Send a code and follow it to the end.")
@@ -778,6 +859,8 @@ def send(
 
         check_auth_id(settings.auth_id)
         require_token(settings.auth_token)
+        if otp is None and not no_prompt:
+            _need_terminal("pass --otp CODE or --no-prompt")
 
         def flow(
             sinks: list[Sink], tracker: Tracker, codes: CodeSource | None, hooks: FlowHooks
@@ -802,7 +885,14 @@ def send(
         status = Status(request.recipient, request.channel)
         ui = _ui_request(ui_on or open_browser, ui_host, ui_port, open_browser, settings)
         return _follow_session(
-            json_out, flow, status, str(settings.store_path), codes, ui=ui, replay_to=forward_to
+            json_out,
+            flow,
+            status,
+            str(settings.store_path),
+            codes,
+            ui=ui,
+            replay_to=forward_to,
+            opening=_opening(no_tunnel, public_url),
         )
 
     raise typer.Exit(run(action))
@@ -847,6 +937,8 @@ def demo(
         from verifycli.ui import phone_message
 
         chosen = check_scenario(scenario)
+        if not auto:
+            _need_terminal("pass --auto")
         request = SendRequest(recipient=recipient, channel=channel, brand_name="verifycli demo")
         path = store or demo_store_path()
         status = Status(request.recipient, request.channel)
@@ -876,7 +968,22 @@ def demo(
             ", code typed for you" if auto else ""
         )
         ui = _ui_request(ui_on or open_browser, ui_host, ui_port, open_browser, None)
-        return _follow_session(json_out, flow, status, str(path), codes, note, ui=ui)
+        try:
+            return _follow_session(
+                json_out,
+                flow,
+                status,
+                str(path),
+                codes,
+                note,
+                ui=ui,
+                opening="starting the simulator",
+            )
+        finally:
+            from verifycli.ui import print_note
+
+            see = "verifycli events --demo" if store is None else f"verifycli events --store {path}"
+            print_note(f"the demo's callbacks are kept in {path}: `{see}` lists them")
 
     raise typer.Exit(run(action))
 

@@ -98,6 +98,7 @@ class Status:
     session_uuid: str = ""
     state: str = "starting"
     started: float = field(default_factory=time.monotonic)
+    # (ISO time, what happened); shown in local time.
     timeline: list[tuple[str, str]] = field(default_factory=list)
 
     def elapsed(self) -> float:
@@ -157,7 +158,7 @@ class Tracker:
             self.attempt = int(sequence)
         channel_status = event.plivo("channel_status") or ""
         session_status = event.plivo("session_status") or ""
-        when = event.received_at[11:23]
+        when = event.received_at
         label = f"{event.plivo('channel') or 'channel'} {channel_status}".strip()
         if session_status and session_status != "in-progress":
             label = f"session {session_status}"
@@ -337,7 +338,7 @@ async def follow(
             return Outcome(ExitCode.OK, f"verified: the code was right{note}")
         said = answer.message
         tracker.status.state = f"wrong code ({attempt}/{codes.tries}): {said}"
-        now = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        now = datetime.now(timezone.utc).isoformat()
         tracker.status.timeline.append((now, "wrong code"))
     tries = f" ({codes.tries} tries)" if codes.tries > 1 else ""
     return Outcome(

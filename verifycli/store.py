@@ -460,6 +460,20 @@ class StoreReader:
                 return 0
             return int(conn.execute(f"SELECT count(*) FROM events{where}", args).fetchone()[0])
 
+    def sessions_starting(self, prefix: str, most: int = 6) -> list[str]:
+        """Up to `most` stored session ids that begin with `prefix`, sorted."""
+        # GLOB, not LIKE: case-sensitive like the ids, and `_`/`%` in a prefix mean themselves.
+        pattern = "".join(f"[{c}]" if c in "*?[]" else c for c in prefix) + "*"
+        with self._connect() as conn:
+            if conn is None:
+                return []
+            rows = conn.execute(
+                "SELECT DISTINCT session_uuid FROM events WHERE session_uuid GLOB ?"
+                " ORDER BY session_uuid LIMIT ?",
+                (pattern, most),
+            ).fetchall()
+        return [r[0] for r in rows]
+
     def schema_version(self) -> int:
         """The file's schema version; 0 when it holds no store yet."""
         with self._connect() as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from collections import deque
@@ -12,14 +13,18 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from rich import box
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
 from rich.control import strip_control_codes
 from rich.live import Live
 from rich.panel import Panel
+from rich.spinner import Spinner
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from verifycli import layout
 from verifycli.callbacks import PLIVO_FIELDS, CallbackEvent
 
 if TYPE_CHECKING:
@@ -68,18 +73,51 @@ def print_note(message: str, console: Console | None = None) -> None:
     (console or error_console()).print(message, soft_wrap=True, highlight=False, markup=False)
 
 
-def _clock(received_at: str) -> str:
+def _local(received_at: str) -> datetime | None:
     try:
-        moment = datetime.fromisoformat(received_at).astimezone()
+        return datetime.fromisoformat(received_at).astimezone()
     except ValueError:
+        return None
+
+
+def _clock(received_at: str) -> str:
+    moment = _local(received_at)
+    if moment is None:
         return received_at
     return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
+def _stamp(received_at: str) -> str:
+    """The local time whole, with its date and offset: for pipes, where no header says them."""
+    moment = _local(received_at)
+    if moment is None:
+        return received_at
+    return moment.isoformat(timespec="milliseconds")
+
+
+def local_zone() -> str:
+    """The offset every shown time is in, said once: `UTC+01:00`."""
+    offset = datetime.now().astimezone().strftime("%z")
+    return f"UTC{offset[:3]}:{offset[3:]}" if offset else "UTC"
+
+
+def _cell_text(value: object) -> str:
+    """The one place a cell's text is made from what a sender sent: one line, as received.
+
+    Every cell of the table and of the plain lines goes through here, so a sanitiser for
+    control characters plugs in at this one point.
+    """
+    text = "" if value is None else str(value)
+    return " ".join(text.split()) if any(c in text for c in "\t\n\r\v\f") else text
+
+
+def _verdict_mark(verdict: str) -> str:
+    return {"valid": "✓", "invalid": "✗", "replayed": "✗"}.get(verdict, "·")
+
+
 def _signature_cell(event: CallbackEvent) -> Text:
     sig = event.signature
-    mark = {"valid": "✓", "invalid": "✗", "replayed": "✗"}.get(sig.verdict, "·")
-    label = f"{mark} {sig.verdict}" + (f" {sig.scheme}" if sig.scheme else "")
+    label = f"{_verdict_mark(sig.verdict)} {sig.verdict}" + (f" {sig.scheme}" if sig.scheme else "")
     return Text(label, style=tone(sig.verdict))
 
 
@@ -97,10 +135,13 @@ def _answer_words(status: int | None) -> str:
     return str(status) if status == 200 else f"{status} ({WILL_RETRY})"
 
 
+def _answer_style(status: int | None) -> str:
+    return "green" if status == 200 else "yellow" if _ok_style(status) == "green" else "red"
+
+
 def _answer_cell(event: CallbackEvent) -> Text:
     status = event.response_status
-    style = "green" if status == 200 else "yellow" if _ok_style(status) == "green" else "red"
-    return Text(_answer_words(status), style=style)
+    return Text(_answer_words(status), style=_answer_style(status))
 
 
 def forward_summary(forward: dict[str, Any]) -> str:
@@ -114,61 +155,63 @@ def forward_summary(forward: dict[str, Any]) -> str:
 
 
 def _short_error(error: str) -> str:
-    """A forward error in a table cell: the reason in parentheses, or the start of it."""
+    """A forward error in a table cell: the reason in its parentheses (`connection refused`)."""
     if error.startswith("no answer within "):
         return "no answer in " + error.removeprefix("no answer within ")
     if error.endswith(")") and "(" in error:
         error = error[error.rindex("(") + 1 : -1]
-    return error if len(error) <= 22 else error[:21] + "…"
+    return error
 
 
-def _forward_cell(event: CallbackEvent) -> Text:
-    fwd = event.forward
+def _forward_cells(fwd: dict[str, Any] | None) -> tuple[str, str]:
+    """The forward's outcome for a wide table (`201 in 12 ms`) and a narrower one (`201`)."""
     if not fwd:
-        return Text("")
+        return "", ""
     status = fwd.get("status")
     if status is None:
-        return Text(f"✗ {_short_error(str(fwd.get('error') or 'no answer'))}", style="red")
-    return Text(forward_summary(fwd), style=_ok_style(status if isinstance(status, int) else None))
+        error = _cell_text(_short_error(str(fwd.get("error") or "no answer")))
+        return f"✗ {error}", "✗ " + error.split()[-1]
+    return _cell_text(forward_summary(fwd)), _cell_text(status)
 
 
-COLUMNS = (
-    "#",
-    "time",
-    "session",
-    "seq",
-    "channel",
-    "channel status",
-    "session status",
-    "error",
-    "signature",
-    "retry",
-    "answer",
-)
-FORWARD_COLUMN = "forwarded"
-
-
-def event_row(event: CallbackEvent, forward: bool = False) -> list[RenderableType]:
-    # Every cell is Text: a str cell is read as Rich markup, and a sender's "[/]" would crash.
+def row_cells(event: CallbackEvent, with_date: bool = False) -> dict[str, str]:
+    """Every text the table may show for `event`, by field; layout.fit picks which to show."""
     session = event.plivo("session_uuid") or ""
-    channel_status = event.plivo("channel_status")
-    session_status = event.plivo("session_status")
-    row: list[RenderableType] = [
-        Text(str(event.id) if event.id is not None else ""),
-        Text(_clock(event.received_at)),
-        Text(session[:8]) if session else Text(event.path[:12], style="dim"),
-        Text(event.plivo("attempt_sequence") or ""),
-        Text(event.plivo("channel") or ""),
-        Text(channel_status or "", style=tone(channel_status)),
-        Text(session_status or "", style=tone(session_status)),
-        _error_cell(event),
-        _signature_cell(event),
-        Text(f"↻ #{event.retry_of}", style="yellow") if event.retry_of else Text(""),
-        _answer_cell(event),
-    ]
-    if forward:
-        row.append(_forward_cell(event))
-    return row
+    error = _cell_text(event.plivo("channel_error_code") or "")
+    meaning = event.channel_error_text
+    sig = event.signature
+    forward, forward_short = _forward_cells(event.forward)
+    moment = _local(event.received_at)
+    return {
+        "id": str(event.id) if event.id is not None else "",
+        "date": moment.strftime("%Y-%m-%d") if with_date and moment else "",
+        "time": _clock(event.received_at),
+        "clock": _clock(event.received_at)[:8],
+        "session": _cell_text(session[:8]),
+        "seq": _cell_text(event.plivo("attempt_sequence") or ""),
+        "method": _cell_text(event.method),
+        "path": _cell_text(event.path),
+        "channel": _cell_text(event.plivo("channel") or ""),
+        "channel_status": _cell_text(event.plivo("channel_status") or ""),
+        "session_status": _cell_text(event.plivo("session_status") or ""),
+        "error": error,
+        "error_paren": f"({error})" if error else "",
+        # The short form of the code's meaning (Plivo's published tables): `(Network Error)`.
+        "error_text": f"({_cell_text(meaning.split(':', 1)[0])})" if error and meaning else "",
+        "verdict": f"{_verdict_mark(sig.verdict)} {sig.verdict}",
+        # Narrow: a tick and the scheme say "valid"; any other verdict keeps its word.
+        "verdict_compact": f"✓ {sig.scheme}"
+        if sig.verdict == "valid" and sig.scheme
+        else sig.verdict,
+        "scheme": sig.scheme or "",
+        "retry": f"↻ #{event.retry_of}" if event.retry_of else "",
+        "retry_short": f"↻{event.retry_of}" if event.retry_of else "",
+        "retry_mark": "↻" if event.retry_of else "",
+        "answer": str(event.response_status) if event.response_status is not None else "—",
+        "answer_note": f"({WILL_RETRY})" if event.response_status not in (None, 200) else "",
+        "forward": forward,
+        "forward_short": forward_short,
+    }
 
 
 def _error_words(event: CallbackEvent) -> str:
@@ -180,43 +223,129 @@ def _error_words(event: CallbackEvent) -> str:
     return f"{code} ({text.split(':', 1)[0]})"
 
 
-def _error_cell(event: CallbackEvent) -> Text:
-    return Text(_error_words(event), style="red" if event.channel_error_text else "")
+def _part_style(event: CallbackEvent, part: str) -> str:
+    if part in ("channel_status", "session_status"):
+        return tone(event.plivo(part))
+    if part in ("verdict", "scheme", "verdict_compact"):
+        return tone(event.signature.verdict)
+    if part in ("retry", "retry_short", "retry_mark"):
+        return "yellow"
+    if part in ("error", "error_paren", "error_text"):
+        return "red"
+    if part in ("answer", "answer_note"):
+        return _answer_style(event.response_status)
+    if part in ("forward", "forward_short") and event.forward:
+        status = event.forward.get("status")
+        return _ok_style(status if isinstance(status, int) else None)
+    if part in ("date", "clock", "time"):
+        return "dim" if part == "date" else ""
+    return ""
 
 
-def events_table(events: Iterable[CallbackEvent], title: str | None = None) -> Table:
-    """The callbacks table; a `forwarded` column joins when any event was forwarded."""
+def _styled(event: CallbackEvent, cells: dict[str, str], column: layout.Column) -> Text:
+    # Every cell is Text: a str cell is read as Rich markup, and a sender's "[/]" would crash.
+    text = Text(no_wrap=True, overflow="ignore")
+    for part in column.parts:
+        value = cells.get(part, "")
+        if value:
+            if text:
+                text.append(" ")
+            text.append(value, style=_part_style(event, part))
+    return text
+
+
+def events_table(
+    events: Iterable[CallbackEvent], width: int = 10_000, with_date: bool | None = None
+) -> RenderableType:
+    """The callbacks as a table that fits `width` whole; one line per callback when none can."""
     rows = list(events)
-    forward = any(event.forward for event in rows)
-    table = Table(title=title, expand=False, header_style="bold", pad_edge=False)
-    for name in (*COLUMNS, FORWARD_COLUMN) if forward else COLUMNS:
-        table.add_column(name, no_wrap=True, justify="right" if name in ("#", "seq") else "left")
-    for event in rows:
-        table.add_row(*event_row(event, forward))
+    if with_date is None:
+        with_date = layout.spans_days([e.received_at[:10] for e in rows])
+    cells = [row_cells(event, with_date) for event in rows]
+    fitted = layout.fit(cells, width, cell_len)
+    if fitted.lines:
+        return Group(*(Text(plain_line(event)) for event in rows))
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, layout.GAP - 1, 0, 0),
+        header_style="bold",
+        expand=False,
+    )
+    for column, size in zip(fitted.columns, fitted.widths, strict=True):
+        table.add_column(
+            column.header,
+            width=size,
+            no_wrap=True,
+            overflow="ignore",
+            justify="right" if column.right else "left",
+        )
+    for event, row in zip(rows, cells, strict=True):
+        table.add_row(*(_styled(event, row, column) for column in fitted.columns))
     return table
 
 
-def plain_line(event: CallbackEvent) -> str:
-    """One line per event for logs and pipes, where a live table cannot redraw."""
+def plain_line(event: CallbackEvent, stamp: bool = False) -> str:
+    """One line per event for logs and pipes, every field whole; `stamp`: date and offset too."""
     sig = event.signature
+    text = _cell_text
     parts = [
         f"#{event.id}",
-        _clock(event.received_at),
-        event.method,
-        event.path,
-        f"session={(event.plivo('session_uuid') or '-')[:8]}",
-        f"seq={event.plivo('attempt_sequence') or '-'}",
-        f"channel={event.plivo('channel') or '-'}",
-        f"status={event.plivo('channel_status') or '-'}/{event.plivo('session_status') or '-'}",
-        f"error={_error_words(event) or '-'}",
+        _stamp(event.received_at) if stamp else _clock(event.received_at),
+        text(event.method),
+        text(event.path),
+        f"session={text(event.plivo('session_uuid') or '-')}",
+        f"seq={text(event.plivo('attempt_sequence') or '-')}",
+        f"channel={text(event.plivo('channel') or '-')}",
+        f"status={text(event.plivo('channel_status') or '-')}"
+        f"/{text(event.plivo('session_status') or '-')}",
+        f"error={text(_error_words(event)) or '-'}",
         f"signature={sig.verdict}" + (f"({sig.scheme})" if sig.scheme else ""),
     ]
     if event.retry_of:
         parts.append(f"retry-of=#{event.retry_of}")
     parts.append(f"answer={_answer_words(event.response_status)}")
     if event.forward:
-        parts.append(f"forward={forward_summary(event.forward)}")
+        parts.append(f"forward={text(forward_summary(event.forward))}")
     return " ".join(parts)
+
+
+TSV_COLUMNS = (
+    "id",
+    "received_at",
+    "method",
+    "path",
+    "session_uuid",
+    "attempt_sequence",
+    "channel",
+    "channel_status",
+    "session_status",
+    "channel_error_code",
+    "verdict",
+    "scheme",
+    "retry_of",
+    "response_status",
+    "forward",
+)
+
+
+def tsv_line(event: CallbackEvent) -> str:
+    """One event as tab-separated values in TSV_COLUMNS' order; tabs and newlines become spaces."""
+    sig = event.signature
+    values: list[object] = [
+        event.id,
+        _stamp(event.received_at),
+        event.method,
+        event.path,
+        *(event.plivo(name) for name in TSV_COLUMNS[4:10]),
+        sig.verdict,
+        sig.scheme,
+        event.retry_of,
+        event.response_status,
+        forward_summary(event.forward) if event.forward else None,
+    ]
+    return "\t".join(_cell_text(v) for v in values)
 
 
 @dataclass
@@ -233,38 +362,56 @@ class Header:
 
 def _header_panel(header: Header) -> Panel:
     grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
     grid.add_row("public URL", header.public_url or Text("none: listening locally only", "yellow"))
     grid.add_row("local", header.local_url)
-    grid.add_row("store", header.store_path)
+    grid.add_row("store", Text(header.store_path))
     if header.inspector_url:
         grid.add_row("inspector", header.inspector_url)
     counts = header.counts()
     line = Text()
     for name, value in counts.items():
         style = "red" if name in ("invalid", "write errors") and value else ""
-        line.append(f"{name} {value}   ", style=style)
+        if line:
+            line.append("   ")
+        # No-break spaces: a narrow terminal wraps between counts, never inside one.
+        line.append(f"{name} {value}".replace(" ", "\u00a0"), style=style)
     grid.add_row("counts", line)
+    grid.add_row("times", Text(f"local, {local_zone()}"))
     if header.note:
         grid.add_row("note", Text(header.note, "yellow"))
-    return Panel(grid, title="verifycli", title_align="left", border_style="blue")
+    # Only as wide as what it holds: a header that fills 200 columns is mostly border.
+    return Panel(grid, title="verifycli", title_align="left", border_style="blue", expand=False)
 
 
 def _session_panel(state: Status) -> Panel:
     grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
     grid.add_row("recipient", state.recipient)
     grid.add_row("channel", state.channel)
     grid.add_row("session", state.session_uuid or "…")
     grid.add_row("elapsed", f"{state.elapsed():.1f} s")
     grid.add_row("state", Text(state.state, style=tone(state.state) or "bold"))
-    return Panel(grid, title="Verify session", title_align="left", border_style="magenta")
+    return Panel(
+        grid, title="Verify session", title_align="left", border_style="magenta", expand=False
+    )
+
+
+def really_a_terminal(stream: IO[str]) -> bool:
+    """Whether `stream` is a terminal, whatever FORCE_COLOR says: it adds colour, not redraws."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class LiveView:
-    """The live table of callbacks; plain lines instead when the console is not a terminal."""
+    """The live table of callbacks; plain lines instead when the console is not a terminal.
+
+    With `json_mode` the records on stdout are the display: no live redraws, no lines.
+    """
 
     def __init__(
         self,
@@ -273,16 +420,24 @@ class LiveView:
         session_filter: str | None = None,
         session: Status | None = None,
         max_rows: int | None = None,
+        json_mode: bool = False,
     ) -> None:
         self.console = console
         self.header = header
         self.session_filter = session_filter
         self.session = session
-        rows = max_rows or max(5, console.size.height - (20 if session else 14))
-        self._rows: deque[CallbackEvent] = deque(maxlen=rows)
+        self._rows: deque[CallbackEvent] = deque(maxlen=max_rows or 500)
         self._live: Live | None = None
         self._lock = threading.Lock()
-        self.live = console.is_terminal
+        self.live = console.is_terminal and really_a_terminal(console.file) and not json_mode
+        self.lines = not json_mode
+        self.ready = False
+        # What the spinner says it waits for; "" hides it.
+        self.waiting = ""
+        self._prompt: Text | None = None
+        self._asking = threading.Event()
+        self._idle = threading.Event()  # no prompt holds the terminal's settings
+        self._idle.set()
 
     @property
     def whole(self) -> bool:
@@ -296,21 +451,39 @@ class LiveView:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> None:
-        if self.live and self._live is None:
+    def begin(self, waiting: str) -> None:
+        """Show a spinner saying what is awaited, before the listener is up (terminal only)."""
+        self.waiting = waiting
+        if self.live:
+            self._start_live()
+
+    def start(self, waiting: str | None = None) -> None:
+        """The listener is up: show the header (once, when the output is not a terminal)."""
+        if waiting is not None:
+            self.waiting = waiting
+        first = not self.ready
+        self.ready = True
+        if self.live:
+            self._start_live()
+        elif first:
+            self.console.print(_header_panel(self.header))
+
+    def _start_live(self) -> None:
+        if self._live is None:
             self._live = Live(
                 console=self.console,
                 get_renderable=self.render,
-                refresh_per_second=4,
+                refresh_per_second=8,
                 transient=False,
                 redirect_stdout=False,
                 redirect_stderr=False,
             )
             self._live.start()
-        elif not self.live:
-            self.console.print(_header_panel(self.header))
 
     def stop(self) -> None:
+        self._asking.clear()
+        # A prompt left waiting (the code failed to deliver) gives the terminal back first.
+        self._idle.wait(1.0)
         if self._live is not None:
             self._live.stop()
             self._live = None
@@ -325,21 +498,46 @@ class LiveView:
     def render(self) -> RenderableType:
         with self._lock:
             rows = list(self._rows)
-        parts: list[RenderableType] = [_header_panel(self.header)]
-        if self.session is not None:
+            prompt = self._prompt
+        width, height = self.console.size
+        parts: list[RenderableType] = []
+        if self.ready:
+            parts.append(_header_panel(self.header))
+        if self.session is not None and self.ready:
             parts.append(_session_panel(self.session))
+        footer: RenderableType | None = None
+        if prompt is not None:
+            footer = prompt
+        elif self.waiting and not rows:
+            footer = Spinner("dots", Text(f"{self.waiting}… (Ctrl-C to stop)", style="dim"))
+        used = sum(self._height(part, width) for part in parts) + (1 if footer else 0)
         if rows:
-            parts.append(events_table(rows))
-        else:
-            parts.append(Text("waiting for callbacks… (Ctrl-C to stop)", style="dim"))
+            parts.append(self._table(rows, width, max(height - used - 1, 1)))
+        if footer is not None:
+            parts.append(footer)
         return Group(*parts)
 
+    def _height(self, part: RenderableType, width: int) -> int:
+        options = self.console.options.update_width(width)
+        return len(self.console.render_lines(part, options, pad=False))
+
+    def _table(self, rows: list[CallbackEvent], width: int, budget: int) -> RenderableType:
+        """The newest rows that fit in `budget` lines, as a table or as wrapped lines."""
+        shown = rows[-max(budget - 2, 1) :]
+        table = events_table(shown, width)
+        while len(shown) > 1 and self._height(table, width) > budget:
+            shown = shown[1:]
+            table = events_table(shown, width)
+        return table
+
     def event(self, event: CallbackEvent) -> None:
-        if self.session_filter and event.plivo("session_uuid") != self.session_filter:
+        if self.session_filter and not (event.plivo("session_uuid") or "").startswith(
+            self.session_filter
+        ):
             return
         with self._lock:
             self._rows.append(event)
-        if not self.live:
+        if not self.live and self.lines:
             self._print_line(plain_line(event))
 
     def _print_line(self, line: str) -> None:
@@ -353,11 +551,76 @@ class LiveView:
             stream.write(strip_control_codes(line) + "\n")
             stream.flush()
 
+    def ask_code(self, attempt: int, tries: int) -> str | None:
+        """Read the code, masked, on the bottom line of the live view while it keeps updating.
+
+        None when there is no terminal to read from, or the person ended input (Ctrl-D).
+        """
+        if not self.live or not really_a_terminal(sys.stdin):
+            return ask_code(self.console, attempt, tries)
+        suffix = f" (try {attempt} of {tries})" if tries > 1 else ""
+        label = f"code{suffix}: "
+        typed: list[str] = []
+
+        def show() -> None:
+            prompt = Text.assemble((label, "bold"), "•" * len(typed), ("▏", "blink"))
+            with self._lock:
+                self._prompt = prompt
+            if self._live is not None:
+                self._live.refresh()
+
+        self._asking.set()
+        self._idle.clear()
+        show()
+        try:
+            return _read_masked(sys.stdin.fileno(), typed, show, self._asking)
+        finally:
+            with self._lock:
+                self._prompt = None
+            self._idle.set()
+
     def warn(self, message: str) -> None:
         print_warning(message, self.console)
 
     def note(self, message: str) -> None:
         print_note(message, self.console)
+
+
+def _read_masked(
+    fd: int, typed: list[str], changed: Callable[[], None], asking: threading.Event
+) -> str | None:
+    """Read a line from the terminal `fd` with echo off, one key at a time, so nothing it types
+    lands in the live view; stops (None) when `asking` is cleared or input ends."""
+    import select
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)  # keys one by one, no echo; Ctrl-C still interrupts
+        while asking.is_set():
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                continue
+            data = os.read(fd, 64)
+            if not data:
+                return None
+            for char in data.decode("utf-8", "replace"):
+                if char in "\r\n":
+                    return "".join(typed)
+                if char == "\x04":
+                    return None
+                if char in "\x7f\b":
+                    if typed:
+                        typed.pop()
+                elif char == "\x15":  # Ctrl-U: start again
+                    typed.clear()
+                elif char.isprintable():
+                    typed.append(char)
+            changed()
+        return None
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 class JsonLines:
@@ -370,7 +633,9 @@ class JsonLines:
         self.session_filter = session_filter
 
     def event(self, event: CallbackEvent) -> None:
-        if self.session_filter and event.plivo("session_uuid") != self.session_filter:
+        if self.session_filter and not (event.plivo("session_uuid") or "").startswith(
+            self.session_filter
+        ):
             return
         self.stream.write(event.to_json() + "\n")
         self.stream.flush()
@@ -379,28 +644,57 @@ class JsonLines:
         """Warnings are for people; they never go to the data stream."""
 
 
+def listing_console() -> Console:
+    """Listings are data: stdout always; when it is not a terminal, never cut to a width."""
+    if really_a_terminal(sys.stdout):
+        return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, width=_UNCUT)
+
+
+_UNCUT = 100_000
+
+
 def print_events(
-    console: Console,
     events: list[CallbackEvent],
     store_path: str,
     *,
     stored: int | None = None,
     matched: int | None = None,
+    tsv: bool = False,
 ) -> None:
-    """The stored events as a table, or why there are none; notes when --limit cut some off."""
+    """The stored events on stdout, or why there are none (on stderr); notes when --limit cut
+    some off. A terminal gets the table; a pipe gets one whole line per event, or TSV."""
+    notes = error_console()
     if not events:
+        if tsv:
+            sys.stdout.write("\t".join(TSV_COLUMNS) + "\n")
         if stored == 0:
             message = f"no events in {store_path} yet: `verifycli listen` catches some"
         elif stored is not None:
             message = f"none of the {stored} events in {store_path} match these filters"
         else:
             message = f"no events stored in {store_path} match"
-        console.print(Text(message, style="yellow"))
+        notes.print(Text(message, style="yellow"))
         return
-    console.print(events_table(events))
+    if tsv:
+        write_lines(["\t".join(TSV_COLUMNS), *(tsv_line(event) for event in events)])
+    elif really_a_terminal(sys.stdout):
+        console = listing_console()
+        console.print(events_table(events, console.width))
+        console.print(Text(f"times are local, {local_zone()}", style="dim"))
+    else:
+        write_lines(plain_line(event, stamp=True) for event in events)
     if matched is not None and matched > len(events):
         note = f"the newest {len(events)} of {matched}; --limit 0 shows them all"
-        console.print(Text(note, style="dim"))
+        notes.print(Text(note, style="dim"))
+
+
+def write_lines(lines: Iterable[str]) -> None:
+    """Lines to stdout as they are: a pipe gets every character, a closed pipe ends quietly."""
+    out = sys.stdout
+    for line in lines:
+        out.write(line + "\n")
+    out.flush()
 
 
 _BODY_CHARS = 20_000
@@ -468,8 +762,8 @@ def print_event_detail(console: Console, event: CallbackEvent, chain: list[int])
     request.add_row("body", Text(f"{event.content_type or 'no content type'}, {size} bytes"))
     console.print(request)
     headers = _name_values(event.headers.items())
-    console.print(Panel(headers, title="headers", title_align="left"))
-    console.print(Panel(_pretty_body(event), title="body", title_align="left"))
+    console.print(Panel(headers, title="headers", title_align="left", expand=False))
+    console.print(Panel(_pretty_body(event), title="body", title_align="left", expand=False))
     plivo = [(PLIVO_FIELDS[n], v) for n in PLIVO_FIELDS if (v := event.plivo(n)) is not None]
     if meaning := event.channel_error_text:
         plivo = [
@@ -479,7 +773,7 @@ def print_event_detail(console: Console, event: CallbackEvent, chain: list[int])
     others = [(k, v) for k, v in event.fields.items() if k not in PLIVO_FIELDS.values()]
     if plivo or others:
         fields = _name_values([*plivo, *others], tone)
-        console.print(Panel(fields, title="Plivo fields", title_align="left"))
+        console.print(Panel(fields, title="Plivo fields", title_align="left", expand=False))
     if event.parse_error:
         print_warning(event.parse_error, console)
 
@@ -607,10 +901,10 @@ def print_summary(console: Console, state: Status, outcome: str, ok: bool) -> No
         )
     )
     table = Table(show_edge=False, header_style="bold")
-    table.add_column("time (UTC)")
+    table.add_column(f"time ({local_zone()})")
     table.add_column("status")
     for when, what in state.timeline:
-        table.add_row(when, Text(what, style=tone(what.split()[-1])))
+        table.add_row(_clock(when), Text(what, style=tone(what.split()[-1])))
     console.print(table)
     mark = "✓" if ok else "✗"
     console.print(
@@ -639,6 +933,13 @@ def phone_message(console: Console, recipient: str, text: str) -> None:
             expand=False,
         )
     )
+
+
+def print_listen_summary(header: Header) -> None:
+    """listen's last line: what it caught and where it is kept."""
+    counts = header.counts()
+    caught = ", ".join(f"{counts.get(name, 0)} {name}" for name in ("received", "valid", "invalid"))
+    print_note(f"{caught}; stored in {header.store_path}: `verifycli events` lists them")
 
 
 def print_record(record: dict[str, Any]) -> None:
