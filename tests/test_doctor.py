@@ -64,10 +64,10 @@ def by_name(checks: list[doctor.Check], name: str) -> doctor.Check:
 
 @pytest.mark.usefixtures("good_env")
 def test_all_pass_exits_0() -> None:
-    """A complete setup: every check ok, exit 0, and no secret in the output."""
+    """A complete setup: every check ok, exit 0, on stdout (it is a listing), no secret."""
     result = run_doctor("--port", str(closed_port()))
     assert result.exit_code == 0, result.stderr
-    out = result.stderr
+    out = result.stdout
     assert "all checks passed" in out
     assert "✗" not in out and "fix:" not in out
     for name in ("PLIVO_AUTH_ID", "PLIVO_AUTH_TOKEN", "ngrok authtoken", "store", "packages"):
@@ -80,7 +80,7 @@ def test_one_failure_exits_2_with_its_fix(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("PLIVO_AUTH_TOKEN")
     result = run_doctor("--port", str(closed_port()))
     assert result.exit_code == 2
-    out = result.stderr
+    out = result.stdout
     assert "✗ PLIVO_AUTH_TOKEN" in out and "not set" in out
     assert "fix: export PLIVO_AUTH_TOKEN=" in out
     assert "1 check failed" in out
@@ -95,8 +95,8 @@ def test_busy_port_fails_through_the_command() -> None:
         port = busy.getsockname()[1]
         result = run_doctor("--port", str(port))
     assert result.exit_code == 2
-    assert f"127.0.0.1:{port} is taken" in result.stderr
-    assert f"lsof -i :{port}" in result.stderr
+    assert f"127.0.0.1:{port} is taken" in result.stdout
+    assert f"lsof -i :{port}" in result.stdout
 
 
 @pytest.mark.usefixtures("good_env")
@@ -106,7 +106,7 @@ def test_env_file_settings_are_used(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     (tmp_path / ".env").write_text(f"PLIVO_AUTH_TOKEN={GOOD_TOKEN}\n")
     result = run_doctor("--port", str(closed_port()))
     assert result.exit_code == 0, result.stderr
-    assert f"read {tmp_path / '.env'}" in result.stderr
+    assert f"read {tmp_path / '.env'}" in result.stdout
 
 
 # -- each check, made to fail -----------------------------------------------------------------
@@ -349,7 +349,7 @@ def test_online_accepts_good_credentials(
     monkeypatch.setenv("VERIFYCLI_PLIVO_API_URL", simulator.url)
     result = run_doctor("--online", "--port", str(closed_port()))
     assert result.exit_code == 0, result.stderr
-    assert f"{simulator.url} accepted the credentials of {AUTH_ID}" in result.stderr
+    assert f"{simulator.url} accepted the credentials of {AUTH_ID}" in result.stdout
 
 
 @pytest.mark.usefixtures("good_env")
@@ -361,7 +361,7 @@ def test_online_rejects_a_wrong_token(
     monkeypatch.setenv("PLIVO_AUTH_TOKEN", GOOD_MAIN)
     result = run_doctor("--online", "--port", str(closed_port()))
     assert result.exit_code == 2
-    assert "rejected PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN (401)" in result.stderr
+    assert "rejected PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN (401)" in result.stdout
 
 
 async def test_online_api_unreachable_and_unconfigured() -> None:

@@ -195,11 +195,11 @@ async def test_dead_app_error_is_recorded(
     assert forward["status"] is None
     assert f"cannot connect to 127.0.0.1:{port}" in forward["error"]
     result = CliRunner().invoke(app, ["events", "--store", str(store.path)], env={"COLUMNS": "250"})
-    assert "✗ connection refused" in result.stderr
+    assert f"forward=✗ cannot connect to 127.0.0.1:{port} (connection refused)" in result.stdout
     show = CliRunner().invoke(
         app, ["events", "show", "1", "--store", str(store.path)], env={"COLUMNS": "250"}
     )
-    assert f"cannot connect to 127.0.0.1:{port} (connection refused)" in show.stderr
+    assert f"cannot connect to 127.0.0.1:{port} (connection refused)" in show.stdout
 
 
 async def test_forward_times_out(
