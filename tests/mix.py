@@ -4,10 +4,12 @@ an invalid signature, a forward failure and an error code."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from verifycli.callbacks import CallbackEvent
 from verifycli.signature import SignatureResult
+from verifycli.store import EventStore
 
 SMS = "372d1a2b-5c6d-4e7f-8a9b-0c1d2e3f4a5b"
 VOICE = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
@@ -83,3 +85,13 @@ def realistic_mix() -> list[CallbackEvent]:
         _event(10, SMS, "sms", "undelivered", verdict="unsigned", scheme=None, error="451"),
         _event(11, SMS, "sms", "sent", verdict="replayed", scheme="v2", answer=403),
     ]
+
+
+async def store_mix(path: Path) -> list[CallbackEvent]:
+    """The mix appended to a real store at `path`, as the listener would have stored it."""
+    stored = []
+    with EventStore(path) as store:
+        for event in realistic_mix():
+            answer = event.response_status or 200
+            stored.append(await store.append(event, lambda _e, answer=answer: answer))
+    return stored
