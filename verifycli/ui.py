@@ -761,7 +761,10 @@ def print_event_detail(console: Console, event: CallbackEvent, chain: list[int])
     request.add_row("request", Text.assemble((event.method, "bold"), " ", event.url))
     request.add_row("body", Text(f"{event.content_type or 'no content type'}, {size} bytes"))
     console.print(request)
-    headers = _name_values(event.headers.items())
+    # An empty grid would measure as wide as the console: a piped one is not cut to a width.
+    headers: RenderableType = (
+        _name_values(event.headers.items()) if event.headers else Text("(none)", style="dim")
+    )
     console.print(Panel(headers, title="headers", title_align="left", expand=False))
     console.print(Panel(_pretty_body(event), title="body", title_align="left", expand=False))
     plivo = [(PLIVO_FIELDS[n], v) for n in PLIVO_FIELDS if (v := event.plivo(n)) is not None]
