@@ -159,3 +159,20 @@ def test_json_in_a_terminal_has_no_live_redraws(tmp_path: Path) -> None:
     assert "1 received, 0 valid, 0 invalid; stored in" in " ".join(seen.split())
     assert len(re.findall(r'\{"id": ?1,', seen)) == 1
     assert "verifycli" in seen and not REDRAW.search(seen), seen
+
+
+def test_demo_says_where_its_events_are(tmp_path: Path) -> None:
+    """demo ends by naming its store and the command that lists it: `events --demo`, or
+    `events --store PATH` when it was given one."""
+    env = cli_env(XDG_DATA_HOME=str(tmp_path / "data"))
+    result = run_cli(["demo", "--auto"], env)
+    assert result.returncode == 0, result.stderr
+    store = tmp_path / "data" / "verifycli" / "demo.sqlite3"
+    said = " ".join(result.stderr.split())
+    assert said.endswith(f"kept in {store}: `verifycli events --demo` lists them")
+    listed = run_cli(["events", "--demo"], env)
+    assert listed.stdout.count("\n") == 4 and "session=" in listed.stdout
+    given = tmp_path / "d.sqlite3"
+    again = run_cli(["demo", "--auto", "--store", str(given)], env)
+    said = " ".join(again.stderr.split())
+    assert said.endswith(f"kept in {given}: `verifycli events --store {given}` lists them")

@@ -1,0 +1,98 @@
+"""The code prompt sits at the bottom of the live view, and callbacks keep arriving above it
+while a person types: the real `demo` on a pseudo-terminal, read through a terminal emulator."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pyte
+from screen import shown, table_rows
+
+from tests.conftest import cli_env
+
+WIDTH, HEIGHT = 100, 50
+PROMPT = "code (try 1 of 3): "
+
+
+class Terminal:
+    """A verifycli process on a pty, and the screen a person would be looking at."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.child = pexpect.spawn(
+            sys.executable,
+            ["-m", "verifycli", *args],
+            env=cli_env(),
+            dimensions=(HEIGHT, WIDTH),
+            timeout=30,
+        )
+        self.screen = pyte.Screen(WIDTH, HEIGHT)
+        self.stream = pyte.ByteStream(self.screen)
+        self.raw = b""
+
+    def lines(self) -> list[str]:
+        return shown(self.screen)
+
+    def until(self, what: str, check, timeout: float = 30.0) -> list[str]:  # type: ignore[no-untyped-def]
+        """Read output until `check(lines)` holds; fail, showing the screen, at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                data = self.child.read_nonblocking(65536, timeout=0.1)
+            except pexpect.TIMEOUT:
+                data = b""
+            except pexpect.EOF:
+                data = b""
+                if not self.child.isalive():
+                    screen = "\n".join(self.lines())
+                    raise AssertionError(f"exited before {what}:\n{screen}") from None
+            self.raw += data
+            self.stream.feed(data)
+            lines = self.lines()
+            if check(lines):
+                return lines
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {what} within {timeout} s:\n" + "\n".join(lines))
+
+
+def rows(lines: list[str]) -> list[str]:
+    found = table_rows(lines)
+    return found[1] if found else []
+
+
+def prompt_line(lines: list[str]) -> str:
+    return next((line for line in reversed(lines) if line.startswith(PROMPT)), "")
+
+
+def test_callbacks_appear_while_the_code_is_typed(tmp_path: Path) -> None:
+    """Half the code typed, a retry arrives and shows above the prompt at once; the rest of
+    the code is then accepted and the session verified (exit 0)."""
+    term = Terminal(["demo", "--scenario", "retries", "--store", str(tmp_path / "d.sqlite3")])
+    try:
+        lines = term.until("prompt", lambda ls: prompt_line(ls) != "")
+        assert lines[-1].startswith(PROMPT), "the prompt is the view's bottom line"
+        code = re.search(rb"verification code is (\d{6})", term.raw)
+        assert code is not None
+        digits = code.group(1).decode()
+        term.child.send(digits[:3])
+        lines = term.until("masked digits", lambda ls: "•••" in prompt_line(ls))
+        assert digits[:3] not in prompt_line(lines)  # masked
+        before = len(rows(lines))
+        lines = term.until(
+            "a callback while typing",
+            lambda ls: len(rows(ls)) > before and "•••" in prompt_line(ls),
+        )
+        assert any("↻" in row for row in rows(lines)[before:]), "the retry, shown while typing"
+        assert not any("verified" in row for row in rows(lines)), "nothing was submitted yet"
+        term.child.send(digits[3:] + "\r")
+        term.child.expect(pexpect.EOF)
+        term.stream.feed(term.child.before or b"")
+        term.child.close()
+        assert term.child.exitstatus == 0, "\n".join(term.lines())
+        assert any("✓ verified: the code was right" in line for line in term.lines())
+    finally:
+        if term.child.isalive():
+            term.child.terminate(force=True)
