@@ -4,58 +4,13 @@ while a person types: the real `demo` on a pseudo-terminal, read through a termi
 from __future__ import annotations
 
 import re
-import sys
-import time
 from pathlib import Path
 
 import pexpect
-import pyte
-from screen import shown, table_rows
+from prompt_term import Terminal
+from screen import table_rows
 
-from tests.conftest import cli_env
-
-WIDTH, HEIGHT = 100, 50
 PROMPT = "code (try 1 of 3): "
-
-
-class Terminal:
-    """A verifycli process on a pty, and the screen a person would be looking at."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.child = pexpect.spawn(
-            sys.executable,
-            ["-m", "verifycli", *args],
-            env=cli_env(),
-            dimensions=(HEIGHT, WIDTH),
-            timeout=30,
-        )
-        self.screen = pyte.Screen(WIDTH, HEIGHT)
-        self.stream = pyte.ByteStream(self.screen)
-        self.raw = b""
-
-    def lines(self) -> list[str]:
-        return shown(self.screen)
-
-    def until(self, what: str, check, timeout: float = 30.0) -> list[str]:  # type: ignore[no-untyped-def]
-        """Read output until `check(lines)` holds; fail, showing the screen, at the deadline."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                data = self.child.read_nonblocking(65536, timeout=0.1)
-            except pexpect.TIMEOUT:
-                data = b""
-            except pexpect.EOF:
-                data = b""
-                if not self.child.isalive():
-                    screen = "\n".join(self.lines())
-                    raise AssertionError(f"exited before {what}:\n{screen}") from None
-            self.raw += data
-            self.stream.feed(data)
-            lines = self.lines()
-            if check(lines):
-                return lines
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {what} within {timeout} s:\n" + "\n".join(lines))
 
 
 def rows(lines: list[str]) -> list[str]:
