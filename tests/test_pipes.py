@@ -14,7 +14,7 @@ from pathlib import Path
 import pexpect
 import pytest
 from mix import SMS, realistic_mix, store_mix
-from procs import RECIPIENT, post_signed, run_cli
+from procs import RECIPIENT, Cli, post_signed, run_cli
 
 from tests.conftest import AUTH_ID, AUTH_TOKEN, cli_env
 from verifycli.store import EventStore
@@ -176,3 +176,23 @@ def test_demo_says_where_its_events_are(tmp_path: Path) -> None:
     again = run_cli(["demo", "--auto", "--store", str(given)], env)
     said = " ".join(again.stderr.split())
     assert said.endswith(f"kept in {given}: `verifycli events --store {given}` lists them")
+
+
+def test_force_color_adds_colour_not_redraws(tmp_path: Path) -> None:
+    """listen with FORCE_COLOR into pipes: coloured plain lines, never a live redraw."""
+    cli = Cli(
+        ["listen", "--no-tunnel", "--port", "0", "--store", str(tmp_path / "s.sqlite3")],
+        cli_env(FORCE_COLOR="1"),
+    )
+    try:
+        port = cli.port()
+        fields = {"SessionUUID": SMS, "ChannelStatus": "sent", "Channel": "sms"}
+        assert post_signed(("127.0.0.1", port), "/verify/callback", fields, AUTH_TOKEN) == 200
+        cli.wait_for(r"#1 .*status=.*sent")
+        cli.proc.send_signal(signal.SIGINT)
+        assert cli.finish() == 0
+    finally:
+        cli.stop()
+    assert "\x1b[" in cli.stderr  # colour, as asked
+    assert not REDRAW.search(cli.stderr), cli.stderr
+    assert "1 received, 0 valid, 0 invalid; stored in" in " ".join(cli.stderr.split())

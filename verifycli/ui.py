@@ -473,7 +473,7 @@ class LiveView:
             self._live = Live(
                 console=self.console,
                 get_renderable=self.render,
-                refresh_per_second=8,
+                refresh_per_second=4,
                 transient=False,
                 redirect_stdout=False,
                 redirect_stderr=False,
