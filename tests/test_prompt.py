@@ -51,3 +51,22 @@ def test_callbacks_appear_while_the_code_is_typed(tmp_path: Path) -> None:
     finally:
         if term.child.isalive():
             term.child.terminate(force=True)
+
+
+def test_ctrl_c_at_the_prompt_is_an_interruption(tmp_path: Path) -> None:
+    """Ctrl-C while the code is asked: exit 130 with one line, and the terminal's echo back."""
+    term = Terminal(["demo", "--store", str(tmp_path / "d.sqlite3")])
+    try:
+        term.until("prompt", lambda ls: prompt_line(ls) != "")
+        term.child.send("12")
+        term.until("masked digits", lambda ls: "••" in prompt_line(ls))
+        term.child.sendintr()
+        term.child.expect(pexpect.EOF)
+        term.stream.feed(term.child.before or b"")
+        assert term.child.getecho(), "the prompt gave the terminal its echo back"
+        term.child.close()
+        assert term.child.exitstatus == 130
+        assert any(line.startswith("error: interrupted") for line in term.lines())
+    finally:
+        if term.child.isalive():
+            term.child.terminate(force=True)
