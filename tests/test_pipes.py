@@ -83,8 +83,11 @@ async def test_events_show_and_doctor_go_to_stdout(tmp_path: Path) -> None:
     """`events show` is data: stdout, with its long lines whole when piped."""
     path = tmp_path / "mix.sqlite3"
     await store_mix(path)
-    result = run_cli(["events", "show", "4", "--store", str(path)], cli_env(COLUMNS="40"))
+    result = run_cli(
+        ["events", "show", "4", "--store", str(path)], cli_env(COLUMNS="40", TZ="EST5")
+    )
     assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("event #4  2026-12-02T08:59:33.923-05:00\n")  # local time
     assert "cannot connect to 127.0.0.1:3000 (connection refused)" in result.stdout
     assert "╭" in result.stdout
     assert not any(len(line) > 120 for line in result.stdout.splitlines())

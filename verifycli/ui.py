@@ -754,7 +754,9 @@ def _chain_text(event: CallbackEvent, chain: list[int]) -> Text:
 def print_event_detail(console: Console, event: CallbackEvent, chain: list[int]) -> None:
     """One stored callback whole: request, headers, body, Plivo fields, verdict, what followed."""
     size = len(event.raw_body())
-    console.print(Text.assemble((f"event #{event.id}", "bold"), "  ", (event.received_at, "dim")))
+    # The one zone every shown time is in (local), its offset written out.
+    received = _stamp(event.received_at)
+    console.print(Text.assemble((f"event #{event.id}", "bold"), "  ", (received, "dim")))
     request = Table.grid(padding=(0, 2))
     request.add_column(style="bold", no_wrap=True)
     request.add_column(overflow="fold")
