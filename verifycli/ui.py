@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -21,16 +22,22 @@ from rich.table import Table
 from rich.text import Text
 
 from verifycli.callbacks import PLIVO_FIELDS, CallbackEvent
+from verifycli.plivo import DONE, FAILED, ON_ITS_WAY
 
 if TYPE_CHECKING:
     from verifycli.check import Result
+    from verifycli.config import Settings
     from verifycli.doctor import Check
+    from verifycli.flows import Running
+    from verifycli.listener import Sink
     from verifycli.relay import Outcome
-    from verifycli.send import Status
+    from verifycli.session import SessionResult, SessionState
+    from verifycli.store import Filters, StoreReader
 
-GOOD = {"delivered", "completed", "verified", "valid"}
-BAD = {"failed", "undelivered", "no-answer", "expired", "invalid", "replayed", "busy"}
-WAIT = {"queued", "sent", "ringing", "in-progress", "unsigned", "unchecked"}
+# Plivo's statuses by what they mean, and signature verdicts alongside them.
+GOOD = DONE | {"valid"}
+BAD = FAILED | {"invalid", "replayed"}
+WAIT = ON_ITS_WAY | {"unsigned", "unchecked"}
 
 
 def tone(value: str | None) -> str:
@@ -251,7 +258,7 @@ def _header_panel(header: Header) -> Panel:
     return Panel(grid, title="verifycli", title_align="left", border_style="blue")
 
 
-def _session_panel(state: Status) -> Panel:
+def _session_panel(state: SessionState) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -264,25 +271,33 @@ def _session_panel(state: Status) -> Panel:
 
 
 class LiveView:
-    """The live table of callbacks; plain lines instead when the console is not a terminal."""
+    """The live table of callbacks; plain lines instead when the console is not a terminal.
+
+    It is the session runner's View too: ready / bound / message / pause / resume / ask / finish.
+    """
 
     def __init__(
         self,
         console: Console,
         header: Header,
         session_filter: str | None = None,
-        session: Status | None = None,
+        session: SessionState | None = None,
         max_rows: int | None = None,
     ) -> None:
         self.console = console
         self.header = header
         self.session_filter = session_filter
         self.session = session
-        rows = max_rows or max(5, console.size.height - (20 if session else 14))
-        self._rows: deque[CallbackEvent] = deque(maxlen=rows)
+        self._max_rows = max_rows
+        self._rows: deque[CallbackEvent] = deque(maxlen=self._fitting_rows())
         self._live: Live | None = None
         self._lock = threading.Lock()
         self.live = console.is_terminal
+
+    def _fitting_rows(self) -> int:
+        """As many rows as fit under the panels (the session panel takes six lines)."""
+        panels = 20 if self.session else 14
+        return self._max_rows or max(5, self.console.size.height - panels)
 
     @property
     def whole(self) -> bool:
@@ -315,12 +330,43 @@ class LiveView:
             self._live.stop()
             self._live = None
 
+    def ready(self, running: Running, state: SessionState | None = None) -> None:
+        """Fill the header from a listener that is up (and the session panel), then go live."""
+        self.header.local_url = running.listener.local_url
+        self.header.public_url = running.public_url
+        self.header.counts = running.listener.stats.by_label
+        if state is not None:
+            self.session = state
+            with self._lock:
+                self._rows = deque(self._rows, maxlen=self._fitting_rows())
+        self.start()
+
+    def bound(self, session_uuid: str) -> None:
+        """Show only this session's callbacks from now on."""
+        self.session_filter = session_uuid
+
+    def message(self, recipient: str, text: str) -> None:
+        """The demo's simulated phone: what the recipient would see or hear."""
+        phone_message(self.console, recipient, text)
+
     def pause(self) -> None:
         """Hand the terminal to a prompt; resume() redraws."""
         self.stop()
 
     def resume(self) -> None:
         self.start()
+
+    def ask(self, attempt: int, tries: int) -> str | None:
+        return ask_code(self.console, attempt, tries)
+
+    def finish(self, state: SessionState, result: SessionResult) -> None:
+        self.stop()
+        print_summary(self.console, state, result.message, result.code == 0)
+
+    def inspector(self, url: str, exposed: bool) -> None:
+        """--ui: the inspector's URL in the header panel, and on stderr."""
+        self.header.inspector_url = url
+        announce_inspector(url, exposed)
 
     def render(self) -> RenderableType:
         with self._lock:
@@ -355,9 +401,6 @@ class LiveView:
 
     def warn(self, message: str) -> None:
         print_warning(message, self.console)
-
-    def note(self, message: str) -> None:
-        print_note(message, self.console)
 
 
 class JsonLines:
@@ -536,8 +579,15 @@ def print_answer(console: Console, label: str, outcome: Outcome, lines: int = 5)
 _MARK = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
 
 
-def print_checks(console: Console, checks: Iterable[Check]) -> None:
-    """doctor's findings, one line each, with the fix under each one that needs it."""
+def print_checks(console: Console, checks: Iterable[Check], as_json: bool = False) -> None:
+    """doctor's findings, one line each, with the fix under each one that needs it.
+
+    As JSON: one object per check on stdout ({"name", "status", "detail", "fix"}).
+    """
+    if as_json:
+        for check in checks:
+            print_record(check.to_dict())
+        return
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
     grid.add_column(style="bold", no_wrap=True)
@@ -597,7 +647,7 @@ def print_check_report(console: Console, results: Iterable[Result], target: str)
         console.print(Text(f"all {required} required checks passed", style="bold green"))
 
 
-def print_summary(console: Console, state: Status, outcome: str, ok: bool) -> None:
+def print_summary(console: Console, state: SessionState, outcome: str, ok: bool) -> None:
     """The one-screen ending of send: the session's timeline, then the outcome."""
     console.print(
         Text.assemble(
@@ -643,3 +693,122 @@ def phone_message(console: Console, recipient: str, text: str) -> None:
 
 def print_record(record: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+class Answers:
+    """Answers to callbacks replay or trigger sent: readable on the console, or JSON on stdout."""
+
+    def __init__(self, as_json: bool = False) -> None:
+        self.as_json = as_json
+        self.console = human_console(as_json)
+
+    def answer(self, label: str, outcome: Outcome, sent: dict[str, Any]) -> None:
+        if not self.as_json:
+            print_answer(self.console, label, outcome)
+            return
+        print_record(
+            {
+                **sent,
+                "url": outcome.url,
+                "status": outcome.status,
+                "reason": outcome.reason or None,
+                "elapsed_ms": round(outcome.elapsed_ms, 1),
+                "error": outcome.error,
+                "body_head": outcome.body_head,
+            }
+        )
+
+    def note(self, message: str) -> None:
+        print_note(message, self.console)
+
+
+@contextlib.contextmanager
+def listening(
+    settings: Settings, as_json: bool, session_filter: str | None
+) -> Iterator[tuple[LiveView, list[Sink]]]:
+    """`listen`'s outputs: the live view (and NDJSON on stdout with --json); stopped after."""
+    header = Header(store_path=str(settings.store_path))
+    if not settings.auth_token:
+        header.note = "PLIVO_AUTH_TOKEN is not set: signatures are not checked"
+    view = LiveView(human_console(as_json), header, session_filter=session_filter)
+    sinks: list[Sink] = [view]
+    if as_json:
+        sinks.append(JsonLines(session_filter=session_filter))
+    try:
+        yield view, sinks
+    finally:
+        view.stop()
+
+
+def session_view(as_json: bool, store_path: object, note: str) -> tuple[LiveView, Sink | None]:
+    """send/demo's outputs: the live view with the session panel, and NDJSON with --json."""
+    view = LiveView(human_console(as_json), Header(store_path=str(store_path), note=note))
+    return view, JsonLines() if as_json else None
+
+
+def list_events(reader: StoreReader, filters: Filters, limit: int, as_json: bool) -> None:
+    """`events`: the newest `limit` matches (0: all) as a table, or one JSON record a line."""
+    cap = limit or None
+    console = human_console(as_json)
+    store_path = str(reader.path)
+    if as_json:
+        written = 0
+        for line in reader.iter_json(filters, cap):
+            sys.stdout.write(line + "\n")
+            written += 1
+        if not written:
+            print_events(console, [], store_path, stored=reader.count())
+        return
+    shown = list(reader.iter_events(filters, cap))
+    full = cap is not None and len(shown) == cap
+    print_events(
+        console,
+        shown,
+        store_path,
+        stored=None if shown else reader.count(),
+        matched=reader.count(filters) if full else len(shown),
+    )
+
+
+def announce_inspector(url: str, exposed: bool) -> None:
+    """The inspector's URL, one line on stderr; a warning when it listens beyond loopback."""
+    print_note(f"inspector: {url}")
+    if exposed:
+        print_warning(
+            "the inspector listens beyond this machine: anyone who can reach it and has "
+            "the token sees every callback (--ui-host 127.0.0.1 keeps it local)"
+        )
+
+
+def simulator_lines(as_json: bool, demo_token: str | None) -> Callable[[dict[str, Any]], None]:
+    """`verifycli simulator`'s events on stdout: one readable line each, or one JSON object."""
+    import re
+
+    from verifycli.simulator import describe
+
+    unprintable = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+    def shown(event: dict[str, Any]) -> None:
+        if as_json:
+            line = json.dumps(event, ensure_ascii=False)
+        else:
+            line = unprintable.sub("?", describe(event))
+            if event["event"] == "listening" and demo_token:
+                line += f", auth token {demo_token} (the demo account)"
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    return shown
+
+
+def check_report(as_json: bool) -> Callable[[list[Result], str], None]:
+    """check's results: the report on the console, or one JSON object per check on stdout."""
+
+    def show(results: list[Result], target: str) -> None:
+        if not as_json:
+            print_check_report(human_console(False), results, target)
+            return
+        for result in results:
+            print_record(result.to_json())
+
+    return show

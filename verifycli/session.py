@@ -1,4 +1,8 @@
-"""The send flow: create a Verify session whose callbacks come to us, follow it to its end."""
+"""Follows one Verify session for send and demo: create it, track its callbacks, get the code, end.
+
+`run_session` takes a checked `SessionRun` and a `View`; it never prints. `demo` is the same
+run with simulator settings (`SessionRun.demo`): a local Plivo instead of the real one.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +11,44 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from verifycli.callbacks import CallbackEvent
-from verifycli.config import Settings
+from verifycli.config import Secret, Settings, check_timeout, default_store_path
 from verifycli.errors import ConfigError, ExitCode, TunnelError
-from verifycli.flows import Running, Where, running_listener
+from verifycli.flows import ListenSpec, Running, run_until_signal, running_listener
 from verifycli.listener import ListenOptions, Sink
+from verifycli.plivo import (
+    CHANNEL_FAILED,
+    DELIVERED,
+    HEARD,
+    ON_ITS_WAY,
+    SCENARIOS,
+    Scenario,
+    check_channel,
+    check_method,
+    request_time,
+)
+from verifycli.simulator import RETRY_DELAYS
+from verifycli.tunnel import TunnelSpec
 
 if TYPE_CHECKING:
+    from verifycli.inspector.run import UiRequest
     from verifycli.verify_api import Validation
 
-CHANNELS = ("sms", "voice")
-METHODS = ("POST", "GET")
-# Channel statuses after which the recipient has the code (voice: the call was answered).
-HEARD = frozenset({"delivered", "in-progress", "completed"})
-# Channel statuses that end an attempt successfully, for --no-prompt.
-DELIVERED = frozenset({"delivered", "completed"})
-# Final failures: sms failed/undelivered, voice no-answer (the guide) and busy, failed,
-# cancel, timeout (Plivo's call statuses).
-CHANNEL_FAILED = frozenset({"failed", "undelivered", "no-answer", "busy", "cancel", "timeout"})
-# Statuses on the way; a status in none of these sets is one Plivo has not documented.
-IN_FLIGHT = frozenset({"queued", "sent", "ringing", "in-progress"})
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+DEMO_MAIN_TOKEN = "demo-simulator-main-token-not-a-secret"
+# Real seconds per simulated second: brisk enough to watch, slow enough to see each status.
+DEMO_TIME_FACTOR = 0.5
+# Plivo retries after 60, 120 and 240 s; the retries scenario squeezes that into seconds.
+RETRIES_TIME_FACTOR = 0.02
+DEMO_EXPIRY_SECONDS = 12.0
 # After a right code, how long to wait for the `verified` callback: validate's answer has
 # already decided, the callback only completes the timeline.
 VERIFIED_WAIT = 2.0
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 def check_recipient(recipient: str) -> str:
@@ -57,9 +70,14 @@ def check_recipient(recipient: str) -> str:
     return text
 
 
+def demo_store_path() -> Path:
+    """The demo keeps its own store, so made-up sessions never mix with real ones."""
+    return default_store_path().with_name("demo.sqlite3")
+
+
 @dataclass
-class SendRequest:
-    """What to send and how to follow it: the options of `send`."""
+class SessionRun:
+    """One send (or demo) run: what to send, how to follow it, where to listen; checked once."""
 
     recipient: str
     channel: str = "sms"
@@ -70,27 +88,65 @@ class SendRequest:
     method: str = "POST"
     path: str = "/verify/callback"
     timeout: float = 600.0
+    otp: str | None = None
+    prompt: bool = True  # False: --no-prompt, succeed once delivered
+    listen: ListenSpec = field(default_factory=ListenSpec)
+    simulate: Scenario | None = None  # demo: this scenario on the built-in simulator
+    auto: bool = False  # demo --auto: the simulated phone's code is typed for you
     verified_wait: float = VERIFIED_WAIT
     # After the outcome, keep listening up to this long for retries Plivo still owes.
     linger: float = 0.0
 
     def __post_init__(self) -> None:
         self.recipient = check_recipient(self.recipient)
-        self.method = self.method.upper()
-        if self.channel not in CHANNELS:
-            raise ConfigError(f"--channel must be sms or voice, not {self.channel!r}")
-        if self.method not in METHODS:
-            raise ConfigError(f"--method must be POST or GET, not {self.method!r}")
+        self.channel = check_channel(self.channel)
+        self.method = check_method(self.method)
         if self.code_length is not None and not 4 <= self.code_length <= 8:
             raise ConfigError(f"--code-length must be 4 to 8, not {self.code_length}")
         if not self.path.startswith("/"):
             self.path = "/" + self.path
-        if self.timeout <= 0:
-            raise ConfigError("--timeout must be more than 0 seconds")
+        check_timeout(self.timeout)
+        if self.otp is not None and not self.prompt:
+            raise ConfigError("--otp and --no-prompt do not go together: pick one")
+        if self.simulate is not None and self.simulate not in SCENARIOS:
+            raise ConfigError(
+                f"--scenario must be one of {', '.join(SCENARIOS)}, not {self.simulate!r}"
+            )
+
+    @classmethod
+    def demo(
+        cls,
+        scenario: Scenario,
+        recipient: str,
+        channel: str = "sms",
+        auto: bool = False,
+        inspector: UiRequest | None = None,
+    ) -> SessionRun:
+        """send with simulator settings: no tunnel, and the retries scenario fails firsts."""
+        retries = scenario == "retries"
+        options = ListenOptions(host="127.0.0.1", port=0, fail_first=retries)
+        linger = sum(RETRY_DELAYS) * RETRIES_TIME_FACTOR + 5.0 if retries else 0.0
+        return cls(
+            recipient,
+            channel=channel,
+            brand_name="verifycli demo",
+            listen=ListenSpec(options, TunnelSpec("none"), inspector),
+            simulate=scenario,
+            auto=auto,
+            linger=linger,
+        )
+
+    @property
+    def note(self) -> str:
+        """What the header says about this run; only the demo has something to say."""
+        if self.simulate is None:
+            return ""
+        typed = ", code typed for you" if self.auto else ""
+        return f"demo: simulated Plivo, scenario {self.simulate}{typed}"
 
 
 @dataclass
-class Status:
+class SessionState:
     """What the session panel shows; updated as callbacks arrive."""
 
     recipient: str
@@ -105,16 +161,51 @@ class Status:
 
 
 @dataclass
-class Outcome:
+class SessionResult:
+    """How a session ended: the exit code and one line saying why."""
+
     code: ExitCode
     message: str
+
+
+class View(Sink, Protocol):
+    """What a session shows and asks through: the live view, or a test's stand-in.
+
+    It is a listener sink too (every callback, then only the session's once `bound`).
+    """
+
+    def ready(self, running: Running, state: SessionState | None = None) -> None:
+        """The listener is up (and the tunnel open): show where, and the session panel."""
+
+    def bound(self, session_uuid: str) -> None:
+        """The session exists: from now on only its callbacks matter."""
+
+    def message(self, recipient: str, text: str) -> None:
+        """The demo's simulated phone received the code."""
+
+    def pause(self) -> None:
+        """Hand the terminal to a prompt."""
+
+    def resume(self) -> None:
+        """Take the terminal back after a prompt."""
+
+    def ask(self, attempt: int, tries: int) -> str | None:
+        """Ask the person for the code (blocking); None when nobody can answer."""
+
+    def finish(self, state: SessionState, result: SessionResult) -> None:
+        """The session ended: show its timeline and outcome."""
+
+    def inspector(self, url: str, exposed: bool) -> None:
+        """--ui: the browser inspector is up at `url` (`exposed`: beyond loopback)."""
 
 
 class Tracker:
     """A sink that follows one session's callbacks and signals its milestones."""
 
-    def __init__(self, status: Status, emit: Sink | None = None) -> None:
-        self.status = status
+    whole = False
+
+    def __init__(self, state: SessionState, emit: Sink | None = None) -> None:
+        self.state = state
         self.emit = emit
         self.session_uuid: str | None = None
         self.events: list[CallbackEvent] = []
@@ -161,14 +252,14 @@ class Tracker:
         label = f"{event.plivo('channel') or 'channel'} {channel_status}".strip()
         if session_status and session_status != "in-progress":
             label = f"session {session_status}"
-        self.status.timeline.append((when, label))
-        self.status.state = label
+        self.state.timeline.append((when, label))
+        self.state.state = label
         if channel_status in HEARD:
             self.heard.set()
         if channel_status in DELIVERED:
             self.delivered.set()
         code = event.plivo("channel_error_code")
-        unknown = channel_status not in HEARD | DELIVERED | CHANNEL_FAILED | IN_FLIGHT
+        unknown = channel_status not in HEARD | DELIVERED | CHANNEL_FAILED | ON_ITS_WAY
         if channel_status in CHANNEL_FAILED or (unknown and (code or "").strip()):
             # An undocumented status that carries an error code ends the attempt too, rather
             # than leave the flow waiting out --timeout.
@@ -196,7 +287,7 @@ class Tracker:
             self.settled.set()
 
     def warn(self, message: str) -> None:
-        """The live view shows warnings; the tracker only follows the session."""
+        """The view shows warnings; the tracker only follows the session."""
 
 
 class CodeSource:
@@ -220,8 +311,21 @@ class FixedCode(CodeSource):
         return self.otp
 
 
+class AutoCode(CodeSource):
+    """demo --auto: type the code the simulated phone got, as a person would after delivery."""
+
+    def __init__(self, read: Callable[[], str], never: bool = False) -> None:
+        self.read = read
+        self.never = never
+
+    async def code(self, attempt: int) -> str | None:
+        if self.never:  # the expired scenario: nobody types, the session runs out
+            await asyncio.Event().wait()
+        return self.read()
+
+
 class PromptCode(CodeSource):
-    """Ask the person, hidden, up to three times; the live view pauses while they type."""
+    """Ask the person, hidden, up to three times; the view pauses while they type."""
 
     tries = 3
     # A phone can show the SMS before Plivo reports it delivered: ask after a short while.
@@ -237,6 +341,10 @@ class PromptCode(CodeSource):
         self.pause = pause
         self.resume = resume
 
+    @classmethod
+    def through(cls, view: View) -> PromptCode:
+        return cls(lambda attempt: view.ask(attempt, cls.tries), view.pause, view.resume)
+
     async def code(self, attempt: int) -> str | None:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[str | None] = loop.create_future()
@@ -247,7 +355,7 @@ class PromptCode(CodeSource):
             except (EOFError, KeyboardInterrupt):
                 value = None
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, answer, value)
+                loop.call_soon_threadsafe(_resolve, answer, value)
 
         self.pause()
         # A daemon thread, not to_thread: a prompt abandoned (the code failed to deliver)
@@ -259,7 +367,7 @@ class PromptCode(CodeSource):
             self.resume()
 
 
-def _settle(future: asyncio.Future[str | None], value: str | None) -> None:
+def _resolve(future: asyncio.Future[str | None], value: str | None) -> None:
     if not future.done():
         future.set_result(value)
 
@@ -290,18 +398,18 @@ class Validator(Protocol):
 
 async def follow(
     api: Validator,
-    request: SendRequest,
+    spec: SessionRun,
     tracker: Tracker,
     codes: CodeSource | None,
     tunnel_died: asyncio.Event,
-) -> Outcome:
+) -> SessionResult:
     """From a created session to its outcome: delivery, the code, validation, `verified`."""
     uuid = tracker.session_uuid or ""
     stoppers = (tracker.failed, tunnel_died)
     if codes is None:
         await _first(tracker.delivered.wait(), *stoppers)
-        return _stopped(tracker, tunnel_died) or Outcome(
-            ExitCode.OK, f"delivered to {request.recipient}; no code asked (--no-prompt)"
+        return _stopped(tracker, tunnel_died) or SessionResult(
+            ExitCode.OK, f"delivered to {spec.recipient}; no code asked (--no-prompt)"
         )
     if codes.delivery_wait > 0:
         limit = None if codes.delivery_wait == float("inf") else codes.delivery_wait
@@ -317,37 +425,36 @@ async def follow(
             into.append(await codes.code(attempt))
 
         if not await _first(ask(), *stoppers):
-            return _stopped(tracker, tunnel_died) or Outcome(ExitCode.FLOW_FAILED, "stopped")
+            return _stopped(tracker, tunnel_died) or SessionResult(ExitCode.FLOW_FAILED, "stopped")
         code = (entered[0] or "").strip()
         if not code:
-            return Outcome(
+            return SessionResult(
                 ExitCode.FLOW_FAILED,
                 "no code was entered: type it at the prompt, or pass --otp CODE (demo: --auto)",
             )
         answer = await api.check_code(uuid, code)
         if answer.verified:
-            tracker.status.state = "code accepted"
-            await _first(asyncio.sleep(request.verified_wait), tracker.verified)
+            tracker.state.state = "code accepted"
+            await _first(asyncio.sleep(spec.verified_wait), tracker.verified)
             note = (
                 ""
                 if tracker.verified.is_set()
                 else f" (Plivo's answer says so; its verified callback did not come within "
-                f"{request.verified_wait:g} s)"
+                f"{spec.verified_wait:g} s)"
             )
-            return Outcome(ExitCode.OK, f"verified: the code was right{note}")
+            return SessionResult(ExitCode.OK, f"verified: the code was right{note}")
         said = answer.message
-        tracker.status.state = f"wrong code ({attempt}/{codes.tries}): {said}"
-        now = datetime.now(timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-        tracker.status.timeline.append((now, "wrong code"))
+        tracker.state.state = f"wrong code ({attempt}/{codes.tries}): {said}"
+        tracker.state.timeline.append((request_time()[11:23], "wrong code"))
     tries = f" ({codes.tries} tries)" if codes.tries > 1 else ""
-    return Outcome(
+    return SessionResult(
         ExitCode.FLOW_FAILED, f"wrong code{tries}: the session was not verified (Plivo: {said!r})"
     )
 
 
-def _stopped(tracker: Tracker, tunnel_died: asyncio.Event) -> Outcome | None:
+def _stopped(tracker: Tracker, tunnel_died: asyncio.Event) -> SessionResult | None:
     if tracker.failed.is_set():
-        return Outcome(ExitCode.FLOW_FAILED, tracker.failure)
+        return SessionResult(ExitCode.FLOW_FAILED, tracker.failure)
     if tunnel_died.is_set():
         raise TunnelError(
             "the tunnel died before the session finished: Plivo cannot reach this listener; "
@@ -356,53 +463,123 @@ def _stopped(tracker: Tracker, tunnel_died: asyncio.Event) -> Outcome | None:
     return None
 
 
-async def run_send(
+async def follow_session(
     settings: Settings,
-    request: SendRequest,
-    options: ListenOptions,
-    where: Where,
-    sinks: list[Sink],
+    spec: SessionRun,
+    view: View,
     tracker: Tracker,
     codes: CodeSource | None,
-    on_ready: Callable[[Running], None] | None = None,
-    on_session: Callable[[str], None] | None = None,
-) -> Outcome:
-    """The whole of `send`: store → listener → tunnel → create → follow; all closed after."""
+) -> SessionResult:
+    """store → listener → tunnel → create → follow; all closed after. Credentials first."""
     from verifycli.verify_api import API_TIMEOUT, VerifyApi
 
     # A hung API call gives up within --timeout too, not only the wait for callbacks.
-    timeout = min(API_TIMEOUT, request.timeout)
+    timeout = min(API_TIMEOUT, spec.timeout)
     api = VerifyApi(settings.auth_id, settings.auth_token, settings.api_url, timeout)
     try:
-        async with running_listener(settings, options, where, [*sinks, tracker]) as running:
-            if on_ready is not None:
-                on_ready(running)
+        sinks: list[Sink] = [view, tracker]
+        async with running_listener(settings, spec.listen, sinks, view.inspector) as running:
+            view.ready(running, tracker.state)
             uuid = await api.create(
-                request.recipient,
-                app_uuid=request.app_uuid,
-                channel=request.channel,
-                url=running.public_url + request.path,
-                method=request.method,
-                locale=request.locale,
-                brand_name=request.brand_name,
-                code_length=request.code_length,
+                spec.recipient,
+                app_uuid=spec.app_uuid or settings.app_uuid,
+                channel=spec.channel,
+                url=running.base_url + spec.path,
+                method=spec.method,
+                locale=spec.locale,
+                brand_name=spec.brand_name,
+                code_length=spec.code_length,
             )
-            tracker.status.session_uuid = uuid
-            tracker.status.state = "session created"
+            tracker.state.session_uuid = uuid
+            tracker.state.state = "session created"
             tracker.bind(uuid)
-            if on_session is not None:
-                on_session(uuid)
+            view.bound(uuid)
             try:
-                outcome = await asyncio.wait_for(
-                    follow(api, request, tracker, codes, running.tunnel_died), request.timeout
+                result = await asyncio.wait_for(
+                    follow(api, spec, tracker, codes, running.tunnel_died), spec.timeout
                 )
             except asyncio.TimeoutError:
-                return Outcome(
+                return SessionResult(
                     ExitCode.FLOW_FAILED,
-                    f"timed out after {request.timeout:g} s (last state: {tracker.status.state})",
+                    f"timed out after {spec.timeout:g} s (last state: {tracker.state.state})",
                 )
-            if request.linger and tracker.owed:
-                await _first(asyncio.sleep(request.linger), tracker.settled)
-            return outcome
+            if spec.linger and tracker.owed:
+                await _first(asyncio.sleep(spec.linger), tracker.settled)
+            return result
     finally:
         api.close()
+
+
+@contextlib.asynccontextmanager
+async def simulated(
+    scenario: Scenario, store_path: Path, on_message: Callable[[str, str], None]
+) -> AsyncIterator[tuple[Settings, Callable[[str], str]]]:
+    """The built-in Plivo, started: settings that point at it, and the code a session got."""
+    from verifycli.simulator import DEMO_AUTH_ID, DEMO_AUTH_TOKEN, Simulator
+
+    factor = RETRIES_TIME_FACTOR if scenario == "retries" else DEMO_TIME_FACTOR
+    simulator = Simulator(
+        DEMO_AUTH_ID,
+        DEMO_AUTH_TOKEN,
+        DEMO_MAIN_TOKEN,
+        scenario=scenario,
+        time_factor=factor,
+        on_message=on_message,
+        expiry_seconds=DEMO_EXPIRY_SECONDS,
+    )
+    api_url = await simulator.start()
+    try:
+        yield (
+            Settings(
+                auth_id=DEMO_AUTH_ID,
+                auth_token=Secret(DEMO_AUTH_TOKEN),
+                main_auth_token=Secret(DEMO_MAIN_TOKEN),
+                api_url=api_url,
+                store_path=store_path,
+            ),
+            simulator.code_for,
+        )
+    finally:
+        await simulator.close()
+
+
+def _codes(spec: SessionRun, view: View) -> CodeSource | None:
+    if not spec.prompt:
+        return None
+    if spec.otp is not None:
+        return FixedCode(spec.otp)
+    return PromptCode.through(view)
+
+
+async def run_session(
+    spec: SessionRun,
+    settings: Settings,
+    view: View,
+    records: Sink | None = None,
+    state: SessionState | None = None,
+) -> SessionResult:
+    """The whole of send or demo; `records` gets the session's callbacks (--json)."""
+    tracker = Tracker(state or SessionState(spec.recipient, spec.channel), records)
+    if spec.simulate is None:
+        return await follow_session(settings, spec, view, tracker, _codes(spec, view))
+    async with simulated(spec.simulate, settings.store_path, view.message) as (simulation, code):
+        codes = _codes(spec, view)
+        if spec.auto:
+            codes = AutoCode(
+                lambda: code(tracker.session_uuid or ""), never=spec.simulate == "expired"
+            )
+        return await follow_session(simulation, spec, view, tracker, codes)
+
+
+def run(spec: SessionRun, settings: Settings, view: View, records: Sink | None = None) -> ExitCode:
+    """send/demo from start to summary: Ctrl-C or SIGTERM ends it with exit 130, tidily."""
+    state = SessionState(spec.recipient, spec.channel)
+    try:
+        result = run_until_signal(run_session(spec, settings, view, records, state))
+    finally:
+        view.pause()
+    view.finish(state, result)
+    return result.code
+
+
+__all__ = ["SessionRun", "SessionState", "SessionResult", "View", "run", "run_session"]
