@@ -55,6 +55,8 @@ def store(store_path: Path) -> Iterator[EventStore]:
 class Collect:
     """A sink that keeps what the listener publishes."""
 
+    whole = False
+
     def __init__(self) -> None:
         self.events: list[CallbackEvent] = []
         self.warnings: list[str] = []

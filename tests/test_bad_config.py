@@ -150,13 +150,16 @@ CASES: dict[str, Case] = {
     "public-url-port": Case(
         [*LISTEN, "--public-url", "https://x.example:99999"], ("--public-url",)
     ),
-    "fail-rate-high": Case([*LISTEN, "--fail-rate", "1.5"], ("--fail-rate", "0 and 1")),
-    "fail-rate-negative": Case([*LISTEN, "--fail-rate", "-0.1"], ("--fail-rate", "0 and 1")),
+}
+# Out-of-range numbers are refused by the parser itself (click's IntRange/FloatRange).
+PARSER_CASES: dict[str, Case] = {
+    "fail-rate-high": Case([*LISTEN, "--fail-rate", "1.5"], ("'--fail-rate'",)),
+    "fail-rate-negative": Case([*LISTEN, "--fail-rate", "-0.1"], ("'--fail-rate'",)),
     "code-length-short": Case(
-        [*SEND, "--code-length", "3"], ("--code-length", "4 to 8"), {**CREDENTIALS, **NOWHERE}
+        [*SEND, "--code-length", "3"], ("'--code-length'",), {**CREDENTIALS, **NOWHERE}
     ),
     "code-length-long": Case(
-        [*SEND, "--code-length", "9"], ("--code-length", "4 to 8"), {**CREDENTIALS, **NOWHERE}
+        [*SEND, "--code-length", "9"], ("'--code-length'",), {**CREDENTIALS, **NOWHERE}
     ),
 }
 
@@ -207,6 +210,24 @@ def test_bad_configuration_is_one_line_exit_2_and_touches_nothing(
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for word in case.words:
         assert word in lines[0], lines[0]
+    assert result.stdout == ""
+    assert snapshot(tmp_path) == before, "the user's files changed"
+
+
+@pytest.mark.parametrize("name", list(PARSER_CASES))
+def test_out_of_range_numbers_are_refused_by_the_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A number out of its range: exit 2 from the parser, naming the flag; no file changes."""
+    case = PARSER_CASES[name]
+    for key, value in case.env.items():
+        monkeypatch.setenv(key, value)
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(app, case.args)
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    assert "Invalid value for" in result.stderr and "Traceback" not in result.stderr
+    for word in case.words:
+        assert word in result.stderr, result.stderr
     assert result.stdout == ""
     assert snapshot(tmp_path) == before, "the user's files changed"
 

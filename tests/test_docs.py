@@ -75,11 +75,28 @@ def test_exactly_two_setup_commands() -> None:
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    """.ci/run installs the way the README's test command does, and runs pytest."""
+    """.ci/run installs exactly what the README's test command installs, and runs pytest."""
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert "pip install --quiet -e '.[test]'" in ci
-    assert "pip install -e '.[test]'" in README
+    section = README.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    test_command = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)[1]
+    [extras] = re.findall(r"pip install -e '(\.\[[a-z,]+\])'", test_command)
+    assert f"pip install --quiet -e '{extras}'" in ci
+    assert extras == ".[test,dev]"
     assert re.search(r"^pytest", ci, re.MULTILINE)
+
+
+def test_setup_commands_use_python3_venv() -> None:
+    """The set-up commands work wherever python3 is, not only where python3.11 is."""
+    section = README.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    assert section.count("python3 -m venv") == 2 and "python3.11" not in section
+
+
+def test_architecture_opens_with_the_file_to_job_list() -> None:
+    """docs/architecture.md opens with one line per module, and names every module there is."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    head = text.split("\n## ", 1)[0]
+    for module in sorted((ROOT / "verifycli").glob("*.py")):
+        assert f"`{module.name}`" in head, module.name
 
 
 def test_no_placeholders_left() -> None:

@@ -171,8 +171,8 @@ def test_store_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--verdict", "good"], "--verdict must be one of valid, invalid, unsigned"),
-        (["--limit", "-1"], "--limit must be 0 (all) or more"),
+        (["--verdict", "good"], "Invalid value for '--verdict'"),
+        (["--limit", "-1"], "Invalid value for '--limit'"),
         (["--since", "last week"], "--since needs an ISO 8601 time"),
     ],
 )

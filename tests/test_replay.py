@@ -265,3 +265,13 @@ def test_nothing_replayed_is_written_to_the_store(recorded: Path, receiver: Rece
     assert replay("1", "--to", receiver.url + "/hook").exit_code == 0
     assert list(StoreReader(recorded).iter_json()) == before
     assert json.loads(before[0])["id"] == 1
+
+
+def test_json_is_one_object_per_answer(recorded: Path, receiver: Receiver) -> None:
+    """--json: one JSON object per answer on stdout, naming the event sent; the tally on stderr."""
+    as_json = replay("--all", "--session", SESSION, "--to", receiver.url + "/hook", "--json")
+    assert as_json.exit_code == 0, as_json.stderr
+    answers = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [a["status"] for a in answers] == [receiver.status] * 2
+    assert all(isinstance(a["event"], int) and a["method"] == "POST" for a in answers)
+    assert "2 of 2 answered 2xx" in as_json.stderr

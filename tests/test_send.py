@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,20 +16,21 @@ from tests.conftest import AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, NGROK_TOKEN, Collect
 from verifycli.callbacks import CallbackEvent
 from verifycli.config import Secret, Settings
 from verifycli.errors import ConfigError, ExitCode, PlivoApiError
-from verifycli.flows import Where
+from verifycli.flows import ListenSpec, Running
 from verifycli.listener import ListenOptions
-from verifycli.send import (
+from verifycli.session import (
     CodeSource,
-    Outcome,
     PromptCode,
-    SendRequest,
-    Status,
+    SessionResult,
+    SessionRun,
+    SessionState,
     Tracker,
-    run_send,
+    follow_session,
 )
 from verifycli.signature import SignatureResult
 from verifycli.simulator import Simulator
 from verifycli.store import StoreReader
+from verifycli.tunnel import TunnelSpec
 
 FACTOR = 0.001  # one simulated second is a millisecond here
 
@@ -48,6 +50,47 @@ class SimCode(CodeSource):
             await asyncio.Event().wait()
         code = self.sim.code_for(self.tracker.session_uuid or "")
         return str((int(code[0]) + 1) % 10) + code[1:] if self.wrong else code
+
+
+class QuietView(Collect):
+    """A View for the session runner that shows nothing and keeps what it was told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running: Running | None = None
+        self.session_uuid = ""
+        self.messages: list[tuple[str, str]] = []
+        self.awaited: list[str] = []
+
+    def waiting(self, what: str) -> None:
+        self.awaited.append(what)
+
+    def ready(self, running: Running, state: SessionState | None = None) -> None:
+        self.running = running
+
+    def bound(self, session_uuid: str) -> None:
+        self.session_uuid = session_uuid
+
+    def message(self, recipient: str, text: str) -> None:
+        self.messages.append((recipient, text))
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+    def ask(self, attempt: int, tries: int) -> str | None:
+        return None
+
+    def note(self, message: str) -> None:
+        pass
+
+    def finish(self, state: SessionState, result: SessionResult) -> None:
+        pass
+
+    def inspector(self, url: str, exposed: bool) -> None:
+        pass
 
 
 def make_sim(scenario: str = "delivered", **kwargs: object) -> Simulator:
@@ -85,22 +128,16 @@ async def send(
     sim: Simulator,
     store: Path,
     codes: Callable[[Tracker], CodeSource | None],
-    request: SendRequest | None = None,
+    request: SessionRun | None = None,
     options: ListenOptions | None = None,
-    where: Where | None = None,
-) -> tuple[Outcome, Tracker, Collect]:
-    request = request or SendRequest("+14155550100", verified_wait=5.0)
-    tracker = Tracker(Status(request.recipient, request.channel))
-    seen = Collect()
-    outcome = await run_send(
-        settings_for(sim, store),
-        request,
-        options or ListenOptions(port=0),
-        where or Where(no_tunnel=True),
-        [seen],
-        tracker,
-        codes(tracker),
-    )
+    where: TunnelSpec | None = None,
+) -> tuple[SessionResult, Tracker, QuietView]:
+    request = request or SessionRun("+14155550100", verified_wait=5.0)
+    listen = ListenSpec(options or ListenOptions(port=0), where or TunnelSpec("none"))
+    request = replace(request, listen=listen)
+    tracker = Tracker(SessionState(request.recipient, request.channel))
+    seen = QuietView()
+    outcome = await follow_session(settings_for(sim, store), request, seen, tracker, codes(tracker))
     return outcome, tracker, seen
 
 
@@ -126,7 +163,7 @@ async def test_sms_post_right_code_is_verified(sim: Simulator, store_path: Path)
 
 async def test_voice_get_callbacks(sim: Simulator, store_path: Path) -> None:
     """voice over GET: ringing, in-progress (code heard), verified; each signed over its query."""
-    request = SendRequest("+14155550100", channel="voice", method="GET", verified_wait=5.0)
+    request = SessionRun("+14155550100", channel="voice", method="GET", verified_wait=5.0)
     outcome, _, seen = await send(sim, store_path, lambda t: SimCode(sim, t), request)
     assert outcome.code == ExitCode.OK, outcome.message
     assert [s for s, _ in statuses(seen)][:2] == ["ringing", "in-progress"]
@@ -207,7 +244,7 @@ async def test_delivery_failures_exit_1(
 ) -> None:
     """Each failed delivery ends the flow with exit 1 and names the status and error code."""
     async with make_sim(scenario) as failing:
-        request = SendRequest("+14155550100", channel=channel)
+        request = SessionRun("+14155550100", channel=channel)
         outcome, _, _ = await send(failing, store_path, lambda t: SimCode(failing, t), request)
     assert (outcome.code, outcome.message) == (ExitCode.FLOW_FAILED, message)
 
@@ -220,12 +257,12 @@ async def test_expired_session_exits_1(store_path: Path) -> None:
         )
     assert outcome.code == ExitCode.FLOW_FAILED
     assert "expired" in outcome.message
-    assert tracker.status.timeline[-1][1] == "session expired"
+    assert tracker.state.timeline[-1][1] == "session expired"
 
 
 async def test_timeout_exits_1(sim: Simulator, store_path: Path) -> None:
     """Nobody typing until --timeout is exit 1, timed out."""
-    request = SendRequest("+14155550100", timeout=0.3)
+    request = SessionRun("+14155550100", timeout=0.3)
     outcome, _, _ = await send(sim, store_path, lambda t: SimCode(sim, t, never=True), request)
     assert outcome.code == ExitCode.FLOW_FAILED
     assert outcome.message.startswith("timed out after 0.3 s")
@@ -238,7 +275,7 @@ async def test_retries_are_marked(store_path: Path) -> None:
             retrying,
             store_path,
             lambda t: SimCode(retrying, t),
-            SendRequest("+14155550100", verified_wait=5.0, linger=10.0),
+            SessionRun("+14155550100", verified_wait=5.0, linger=10.0),
             ListenOptions(port=0, fail_first=True),
         )
         assert outcome.code == ExitCode.OK, outcome.message
@@ -263,17 +300,9 @@ async def test_missing_token_is_exit_2_before_anything_starts(
 ) -> None:
     """No PLIVO_AUTH_TOKEN: ConfigError naming it, and no store file was created."""
     settings = Settings(auth_id=AUTH_ID, api_url=sim.api_url, store_path=store_path)
-    tracker = Tracker(Status("+14155550100", "sms"))
+    tracker = Tracker(SessionState("+14155550100", "sms"))
     with pytest.raises(ConfigError, match="PLIVO_AUTH_TOKEN"):
-        await run_send(
-            settings,
-            SendRequest("+14155550100"),
-            ListenOptions(port=0),
-            Where(no_tunnel=True),
-            [],
-            tracker,
-            None,
-        )
+        await follow_session(settings, SessionRun("+14155550100"), QuietView(), tracker, None)
     assert not store_path.exists()
 
 
@@ -281,13 +310,13 @@ async def test_missing_token_is_exit_2_before_anything_starts(
 def test_bad_recipient_is_a_config_error(bad: str) -> None:
     """RECIPIENT must be E.164."""
     with pytest.raises(ConfigError, match="E.164"):
-        SendRequest(bad)
+        SessionRun(bad)
 
 
 def test_code_length_out_of_range() -> None:
     """--code-length outside 4..8 is refused."""
     with pytest.raises(ConfigError, match="4 to 8"):
-        SendRequest("+14155550100", code_length=9)
+        SessionRun("+14155550100", code_length=9)
 
 
 async def test_send_through_ngrok_stand_in(
@@ -311,7 +340,7 @@ async def test_send_through_ngrok_stand_in(
                 tunnelled,
                 store_path,
                 lambda t: SimCode(tunnelled, t),
-                where=Where(ngrok_path=str(ngrok.path), ngrok_config=str(ngrok.config_path)),
+                where=TunnelSpec(ngrok_path=str(ngrok.path), ngrok_config=str(ngrok.config_path)),
             )
             pid = ngrok.pid()
         assert outcome.code == ExitCode.OK, outcome.message
@@ -389,7 +418,7 @@ def _callback(sequence: str, status: str, error: str = "", session: str = "s-1")
 
 async def test_send_follows_its_own_attempt_in_a_joined_session() -> None:
     """Once attempt 2 (this send's) is seen, an earlier attempt's late failure is ignored."""
-    tracker = Tracker(Status("+14155550100", "sms"))
+    tracker = Tracker(SessionState("+14155550100", "sms"))
     tracker.bind("s-1")
     tracker.event(_callback("2", "queued"))
     tracker.event(_callback("1", "undelivered", "20"))
@@ -405,7 +434,7 @@ async def test_send_follows_its_own_attempt_in_a_joined_session() -> None:
 async def test_final_and_unknown_statuses(status: str, error: str, fails: bool) -> None:
     """busy, cancel, timeout end the attempt; an unknown status does when it carries an error
     code, so nothing waits out --timeout on it."""
-    tracker = Tracker(Status("+14155550100", "sms"))
+    tracker = Tracker(SessionState("+14155550100", "sms"))
     tracker.bind("s-1")
     tracker.event(_callback("1", status, error))
     assert tracker.failed.is_set() is fails
@@ -428,7 +457,7 @@ async def test_a_verified_callback_that_never_comes_costs_at_most_two_seconds(
     try:
         started = time.monotonic()
         outcome, tracker, _ = await send(
-            quiet, store_path, lambda t: SimCode(quiet, t), SendRequest("+14155550100")
+            quiet, store_path, lambda t: SimCode(quiet, t), SessionRun("+14155550100")
         )
     finally:
         await quiet.close()
@@ -436,3 +465,22 @@ async def test_a_verified_callback_that_never_comes_costs_at_most_two_seconds(
     assert "did not come within 2 s" in outcome.message
     assert not tracker.verified.is_set()
     assert time.monotonic() - started < 6
+
+
+async def test_demo_is_send_with_simulator_settings_through_any_view(store_path: Path) -> None:
+    """run_session on SessionRun.demo drives a test's own View: phone message, bound, verified."""
+    from verifycli.session import run_session
+
+    view = QuietView()
+    spec = SessionRun.demo("delivered", "+14155550100", auto=True)
+    result = await run_session(spec, Settings(store_path=store_path), view)
+    assert result.code == ExitCode.OK, result.message
+    assert view.session_uuid and view.running is not None
+    assert view.awaited == [
+        "starting the simulator",
+        "creating the Verify session",
+        "waiting for the first callback",
+    ]
+    [(recipient, text)] = view.messages
+    assert recipient == "+14155550100" and "verification code" in text
+    assert {e.plivo("session_uuid") for e in view.events} == {view.session_uuid}

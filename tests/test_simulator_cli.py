@@ -124,10 +124,10 @@ def check_callbacks(base: str, got: list[Received], session: str) -> None:
 
 
 def test_plain_lines_and_bad_flags() -> None:
-    """Without --json each event is a line a person reads; a bad flag is exit 2, one line."""
+    """Without --json each event is a line a person reads; a bad flag is exit 2 (the parser)."""
     bad = Cli(["simulator", "--port", "0", "--scenario", "lost"], cli_env())
     assert bad.finish() == 2
-    assert "--scenario must be one of" in bad.stderr
+    assert "Invalid value for '--scenario'" in bad.stderr
     plain = Cli(["simulator", "--port", "0"], cli_env())
     try:
         deadline = time.monotonic() + 15

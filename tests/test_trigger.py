@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -189,11 +190,11 @@ def test_connection_failure_is_one_line_exit_1() -> None:
     ("flags", "message"),
     [
         (["--status", "completed"], "--status for sms must be one of"),
-        (["--channel", "fax"], "--channel must be sms or voice"),
-        (["--method", "PUT"], "--method must be POST or GET"),
-        (["--scheme", "v4"], "--scheme must be v2, v3 or all"),
-        (["--count", "0"], "--count must be from 1 to 1000"),
-        (["--session-status", "done"], "--session-status must be one of"),
+        (["--channel", "fax"], "Invalid value for '--channel'"),
+        (["--method", "PUT"], "Invalid value for '--method'"),
+        (["--scheme", "v4"], "Invalid value for '--scheme'"),
+        (["--count", "0"], "Invalid value for '--count'"),
+        (["--session-status", "done"], "Invalid value for '--session-status'"),
     ],
 )
 def test_bad_flags_exit_2(receiver: Receiver, flags: list[str], message: str) -> None:
@@ -209,3 +210,14 @@ def test_bad_target_is_a_config_error(url: str) -> None:
     """--to must be an absolute http(s) URL."""
     with pytest.raises(ConfigError, match="--to"):
         TriggerSpec(to=url)
+
+
+def test_json_is_one_object_per_answer(receiver: Receiver) -> None:
+    """--json: one JSON object per answer on stdout, with what was sent and what came back."""
+    result = trigger("--to", receiver.url + "/cb", "--count", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["status"] for a in answers] == [200, 200]
+    assert [a["fields"]["AttemptSequence"] for a in answers] == ["1", "2"]
+    assert answers[0]["method"] == "POST" and answers[0]["schemes"]
+    assert answers[0]["body_head"] == "handled\n"

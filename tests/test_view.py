@@ -35,7 +35,7 @@ def live_screen(width: int, height: int = 60) -> list[str]:
     def draw(console):  # type: ignore[no-untyped-def]
         view = LiveView(console, header())
         view.live = True  # what start() decides on a real terminal
-        view.ready = True
+        view.up = True  # what ready() sets once the listener is up
         for event in events:
             view.event(event)
         console.print(view.render())
@@ -111,7 +111,7 @@ def test_the_view_never_outgrows_the_screen() -> None:
 
     def draw(console):  # type: ignore[no-untyped-def]
         view = LiveView(console, header())
-        view.live = view.ready = True
+        view.live = view.up = True
         for event in many:
             view.event(event)
         console.print(view.render())

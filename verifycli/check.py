@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from verifycli import __version__
 from verifycli.choices import Channel, CheckMethod
-from verifycli.errors import ConfigError, FlowFailed
+from verifycli.errors import ConfigError, ExitCode, FlowFailed
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from verifycli.config import Secret
+    from verifycli.config import Secret, Settings
     from verifycli.relay import Outcome
     from verifycli.trigger import Prepared
 
@@ -339,3 +339,12 @@ async def check_handler(
             tag = f"{method}: " if spec.method is CheckMethod.BOTH else ""
             results += await _grade(session, spec, _probes(spec, method, token, main), tag)
     return results
+
+
+def run(spec: CheckSpec, settings: Settings, show: Callable[[list[Result], str], None]) -> ExitCode:
+    """`check`: send the battery, show the report, and exit 0 when every required check passed."""
+    import asyncio
+
+    results = asyncio.run(check_handler(spec, settings.auth_token, settings.main_auth_token))
+    show(results, spec.url + (f" (signed for {spec.public_url})" if spec.public_url else ""))
+    return ExitCode.OK if passed(results) else ExitCode.FLOW_FAILED

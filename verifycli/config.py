@@ -73,17 +73,12 @@ class Settings:
     ngrok_authtoken: Secret | None = None
     store_path: Path = field(default_factory=default_store_path)
     api_url: str | None = None
-    env_file: Path | None = None
-    # Printed on purpose, in the inspector's URL: not one of secrets().
+    # Printed on purpose, in the inspector's URL.
     ui_token: Secret | None = None
 
     def with_store(self, path: Path | None) -> Settings:
-        return self if path is None else replace(self, store_path=path)
-
-    def secrets(self) -> list[str]:
-        """Every secret value held, for tests and scrubbing."""
-        held = (self.auth_token, self.main_auth_token, self.ngrok_authtoken)
-        return [s.reveal() for s in held if s]
+        """--store (or VERIFYCLI_STORE, which the parser reads into it) over the default."""
+        return self if path is None else replace(self, store_path=path.expanduser())
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -104,9 +99,7 @@ def load_settings(
 ) -> Settings:
     """Settings from the real environment, falling back to `env_file` when it exists."""
     env = dict(os.environ if environ is None else environ)
-    found: Path | None = None
     if env_file is not None and env_file.exists():
-        found = env_file
         for key, value in read_env_file(env_file).items():
             env.setdefault(key, value)
 
@@ -123,7 +116,6 @@ def load_settings(
         ngrok_authtoken=_secret(get("NGROK_AUTHTOKEN")),
         store_path=Path(store).expanduser() if store else default_store_path(),
         api_url=get("VERIFYCLI_PLIVO_API_URL"),
-        env_file=found,
         ui_token=_secret(get("VERIFYCLI_UI_TOKEN")),
     )
 
@@ -170,3 +162,10 @@ def check_target(url: str, flag: str) -> str:
     if parts.fragment:
         raise ConfigError(f"{flag} {text!r} must not have a #fragment")
     return text
+
+
+def check_timeout(seconds: float, flag: str = "--timeout") -> float:
+    """A wait given on the command line, which must be longer than nothing."""
+    if seconds <= 0:
+        raise ConfigError(f"{flag} must be more than 0 seconds")
+    return seconds

@@ -20,7 +20,7 @@ from typing import Literal
 
 from verifycli import __version__
 from verifycli.config import ENV_VARS, Secret, Settings, check_auth_id, load_settings, read_env_file
-from verifycli.errors import ConfigError, PlivoApiError, StoreError, VerifyCliError
+from verifycli.errors import ConfigError, ExitCode, PlivoApiError, StoreError, VerifyCliError
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -484,3 +484,11 @@ async def diagnose(
 
 def passed(checks: Iterable[Check]) -> bool:
     return not any(check.failed for check in checks)
+
+
+def run(port: int, store: Path | None, online: bool) -> tuple[list[Check], ExitCode]:
+    """`doctor`: every check, and exit 0 when none failed, else 2 (a setup to fix)."""
+    import asyncio
+
+    checks = asyncio.run(diagnose(Machine(port=port), store=store, online=online))
+    return checks, ExitCode.OK if passed(checks) else ExitCode.USAGE

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import IO, Any, Literal
 
 from verifycli.callbacks import PLIVO_FIELDS
@@ -111,3 +113,15 @@ def write(json_lines: Iterable[str], fmt: Format, out: IO[str]) -> int:
             writer.writerow(csv_row(json.loads(line)))
             count += 1
     return count
+
+
+def write_to(json_lines: Iterable[str], fmt: Format, output: Path | None) -> int:
+    """Write to `output` (a file, created or replaced) or to stdout when None; the count."""
+    if output is None:
+        return write(json_lines, fmt, sys.stdout)
+    try:
+        stream = output.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror}") from None
+    with stream:
+        return write(json_lines, fmt, stream)

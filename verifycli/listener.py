@@ -19,7 +19,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from verifycli.callbacks import CallbackEvent, clean_text, encode_body, has_surrogates, parse_params
 from verifycli.errors import ConfigError, StoreWriteError
+from verifycli.plivo import http_base
 from verifycli.relay import Forwarder, check_target
+from verifycli.serving import bind
 from verifycli.signature import Checker, SignatureResult
 from verifycli.store import EventStore
 
@@ -40,6 +42,9 @@ class Sink(Protocol):
     (NDJSON lines are final); the others get it at once and see the forward's outcome
     appear on the same event object.
     """
+
+    @property
+    def whole(self) -> bool: ...
 
     def event(self, event: CallbackEvent) -> None: ...
 
@@ -66,7 +71,7 @@ class Stats:
         if event.retry_of is not None:
             self.retries += 1
 
-    def shown(self) -> dict[str, int]:
+    def by_label(self) -> dict[str, int]:
         """The counts as the header panel labels them."""
         return {
             "received": self.received,
@@ -146,6 +151,7 @@ class Listener:
     stats: Stats = field(default_factory=Stats)
     rng: Callable[[], float] = random.random
     _runner: web.AppRunner | None = None
+    port: int = 0  # the bound port, once started (the real one when 0 was asked)
     _local_base: str = ""
     _forwarder: Forwarder | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -174,22 +180,10 @@ class Listener:
             # After an early answer (408, 413), read what is still coming this long, not 10 s.
             lingering_time=1.0,
         )
-        await runner.setup()
-        site = web.TCPSite(runner, self.options.host, self.options.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise ConfigError(
-                f"cannot listen on {self.options.host}:{self.options.port}: {exc.strerror}; "
-                "pick another --port (0 chooses a free one)"
-            ) from None
+        host, port = self.options.host, self.options.port
+        self.port = await bind(runner, host, port, "cannot listen", "--port")
         self._runner = runner
-        addresses = runner.addresses
-        port = addresses[0][1] if addresses else self.options.port
-        host = self.options.host
-        host = f"[{host}]" if ":" in host else host
-        self._local_base = f"http://{host}:{port}"
+        self._local_base = http_base(self.options.host, self.port)
         if self.options.forward_to:
             self._forwarder = Forwarder(self.options.forward_to, FORWARD_TIMEOUT)
         return self._local_base
@@ -329,7 +323,7 @@ class Listener:
     def _publish(self, event: CallbackEvent, whole: bool | None = None) -> None:
         """To every sink, or (forwarding) to those that want events now / only whole."""
         for sink in self.sinks:
-            if whole is None or getattr(sink, "whole", False) == whole:
+            if whole is None or sink.whole == whole:
                 sink.event(event)
 
     def _warn(self, message: str) -> None:

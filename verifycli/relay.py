@@ -7,15 +7,17 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from yarl import URL
 
 from verifycli.callbacks import CallbackEvent
 from verifycli.config import check_target as check_target  # re-exported for listener, cli
+
+T = TypeVar("T")
 
 # Headers that describe one hop, not the callback; aiohttp sets its own.
 HOP_BY_HOP = frozenset(
@@ -163,27 +165,41 @@ async def deliver(
     )
 
 
+async def in_turn(
+    items: Iterable[T],
+    send_one: Callable[[aiohttp.ClientSession, T], Awaitable[Outcome]],
+    on_outcome: Callable[[T, Outcome], None] | None = None,
+    **client: Any,
+) -> list[Outcome]:
+    """Send each item one after another through one client session, reporting each answer.
+
+    Stops after a connection failure: the next ones would meet the same closed door.
+    """
+    outcomes: list[Outcome] = []
+    async with aiohttp.ClientSession(**client) as session:
+        for item in items:
+            outcome = await send_one(session, item)
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(item, outcome)
+            if outcome.status is None:
+                break
+    return outcomes
+
+
 async def replay(
     events: Iterable[CallbackEvent],
     target: str,
     timeout: float = REPLAY_TIMEOUT,
     on_outcome: Callable[[CallbackEvent, Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Send stored callbacks to `target` one after another, in the order given.
-
-    Stops after a connection failure: the next callbacks would meet the same closed door.
-    """
+    """Send stored callbacks to `target` one after another, in the order given."""
     check_target(target, "--to")
-    outcomes: list[Outcome] = []
-    async with aiohttp.ClientSession(auto_decompress=True) as session:
-        for event in events:
-            outcome = await deliver(session, event, target, timeout)
-            outcomes.append(outcome)
-            if on_outcome is not None:
-                on_outcome(event, outcome)
-            if outcome.status is None:
-                break
-    return outcomes
+
+    def one(session: aiohttp.ClientSession, event: CallbackEvent) -> Awaitable[Outcome]:
+        return deliver(session, event, target, timeout)
+
+    return await in_turn(events, one, on_outcome, auto_decompress=True)
 
 
 class Forwarder:

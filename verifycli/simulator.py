@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import phonenumbers
@@ -36,19 +36,20 @@ from yarl import URL
 from verifycli import __version__
 from verifycli.error_codes import SIMULATED
 from verifycli.errors import ConfigError
+from verifycli.plivo import (
+    CHANNEL_FAILED,
+    CHANNELS,
+    SCENARIOS,
+    callback_fields,
+    callback_url,
+    http_base,
+    request_time,
+)
+from verifycli.plivo import Scenario as Scenario
 from verifycli.signature import DEFAULT_FAMILIES, SCHEME_CHOICES, signed_headers
 
 _log = logging.getLogger(__name__)
 
-Scenario = Literal["delivered", "undelivered", "failed", "no-answer", "expired", "retries"]
-SCENARIOS: tuple[Scenario, ...] = (
-    "delivered",
-    "undelivered",
-    "failed",
-    "no-answer",
-    "expired",
-    "retries",
-)
 
 DEMO_AUTH_ID = "MADEMOSIMULATOR00000"
 DEMO_AUTH_TOKEN = "demo-simulator-token-not-a-secret"
@@ -88,7 +89,6 @@ _OUTCOME: dict[tuple[str, Scenario], str] = {
     ("voice", "retries"): "delivered",
 }
 _HEARD = {"delivered", "in-progress"}  # the phone has the code once this status is reached
-_FAILED = {"undelivered", "failed", "no-answer", "busy", "cancel", "timeout"}
 _CHARGE = {"sms": "0.00550", "voice": "0.01100"}  # our guess: Plivo's prices vary by country
 _VALIDATION_CHARGE = "0.00300"  # our guess, charged once a session is verified
 
@@ -176,17 +176,11 @@ class _Session:
         """No callback will be started unless something else happens (a create, a validate)."""
         if self.failure is not None or self.status != "in-progress":
             return True
-        return self.latest.status in _FAILED
+        return self.latest.status in CHANNEL_FAILED
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _iso(moment: datetime) -> str:
-    # Plivo does not publish RequestTime's format; this is the form its session answers use
-    # for created_at and attempt times in the SDK fixtures (our guess for RequestTime).
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _refusal(cls: type[web.HTTPException], message: str) -> web.HTTPException:
@@ -212,12 +206,6 @@ def _basic_auth(header: str) -> tuple[str, str]:
         return "", ""
     login, _, password = decoded.partition(":")
     return login, password
-
-
-def _callback_url(method: str, url: str, fields: dict[str, str]) -> str:
-    if method == "POST":
-        return url
-    return url + ("&" if urlsplit(url).query else "?") + urlencode(fields)
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -287,9 +275,8 @@ class Simulator:
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
         bound_host, bound_port = self._runner.addresses[0][:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self._http = ClientSession(headers={"User-Agent": f"verifycli-simulator/{__version__}"})
-        self._base_url = f"http://{shown}:{bound_port}"
+        self._base_url = http_base(bound_host, bound_port)
         return self._base_url
 
     @property
@@ -462,7 +449,7 @@ class Simulator:
                 f"invalid recipient {recipient!r}: use E.164 format, like +14155550100",
             )
         channel = (text("channel") or "sms").lower()
-        if channel not in ("sms", "voice"):
+        if channel not in CHANNELS:
             raise _refusal(web.HTTPBadRequest, "channel must be one of: sms, voice")
         method = (text("method") or "POST").upper()
         if method not in ("GET", "POST"):
@@ -604,7 +591,7 @@ class Simulator:
                 "channel": a.channel,
                 "status": a.status,
                 "channel_error_code": a.error_code,
-                "request_time": _iso(a.made_at),
+                "request_time": request_time(a.made_at),
                 "url": a.url,
                 "method": a.method,
             }
@@ -628,7 +615,7 @@ class Simulator:
                 "channel": a.channel,
                 "attempt_uuid": a.uuid,
                 "status": a.status,
-                "time": _iso(a.updated_at or a.made_at),
+                "time": request_time(a.updated_at or a.made_at),
             }
             for a in tried
         ]
@@ -657,8 +644,8 @@ class Simulator:
                 "validation_charge": validation,
                 "attempt_charges": charges or None,
             },
-            "created_at": _iso(s.created_at),
-            "updated_at": _iso(max([s.created_at, *changes])),
+            "created_at": request_time(s.created_at),
+            "updated_at": request_time(max([s.created_at, *changes])),
         }
 
     def _spawn(self, session: _Session, work: Coroutine[Any, Any, None]) -> None:
@@ -722,17 +709,17 @@ class Simulator:
 
     def _fields(self, s: _Session, attempt: _Attempt | None = None) -> dict[str, str]:
         a = attempt or s.latest
-        return {
-            "SessionUUID": s.uuid,
-            "SessionStatus": s.status,
-            "RequestTime": _iso(a.made_at),  # "Time when this attempt was made"
-            "Recipient": s.recipient,
-            "ChannelErrorCode": a.error_code,
-            "Channel": a.channel,
-            "AttemptUUID": a.uuid,
-            "AttemptSequence": str(a.sequence),
-            "ChannelStatus": a.status,
-        }
+        return callback_fields(
+            session_uuid=s.uuid,
+            session_status=s.status,
+            recipient=s.recipient,
+            channel=a.channel,
+            channel_status=a.status,
+            error_code=a.error_code,
+            attempt_uuid=a.uuid,
+            attempt_sequence=a.sequence,
+            moment=a.made_at,  # "Time when this attempt was made"
+        )
 
     async def _deliver_with_retries(
         self, s: _Session, attempt: _Attempt, fields: dict[str, str]
@@ -753,7 +740,7 @@ class Simulator:
         if attempt.url is None:
             return True
         assert self._http is not None
-        url = _callback_url(attempt.method, attempt.url, fields)
+        url = callback_url(attempt.method, attempt.url, fields)
         params = fields if attempt.method == "POST" else {}
         headers = signed_headers(
             attempt.method, url, params, self._token, self._main_token, self.schemes

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from verifycli.callbacks import CallbackEvent, join_record
-from verifycli.errors import EventNotFound, StoreError, StoreWriteError
+from verifycli.errors import ConfigError, EventNotFound, StoreError, StoreWriteError
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x56434C49  # "VCLI": tells our files from any other SQLite database
@@ -473,6 +473,21 @@ class StoreReader:
                 (pattern, most),
             ).fetchall()
         return [r[0] for r in rows]
+
+    def whole_session(self, session: str | None) -> str | None:
+        """The stored session id that `session` starts (the table's 8 characters will do);
+        `session` itself when it is whole or matches none; ConfigError when it is ambiguous."""
+        if not session:
+            return session
+        found = self.sessions_starting(session)
+        if session in found or not found:
+            return session
+        if len(found) == 1:
+            return found[0]
+        shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+        raise ConfigError(
+            f"--session {session} matches more than one session ({shown}): give more of it"
+        )
 
     def schema_version(self) -> int:
         """The file's schema version; 0 when it holds no store yet."""

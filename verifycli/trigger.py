@@ -3,49 +3,32 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from yarl import URL
 
 from verifycli import __version__
-from verifycli.config import Secret, check_target, require_token
-from verifycli.error_codes import SIMULATED
-from verifycli.errors import ConfigError
-from verifycli.relay import Outcome, send, wire_url
+from verifycli.config import Secret, Settings, check_target, check_timeout, require_token
+from verifycli.errors import ConfigError, ExitCode
+from verifycli.plivo import (
+    CHANNEL_STATUSES,
+    DELIVERED_STATUS,
+    FAILURE_CODES,
+    SESSION_STATUSES,
+    check_channel,
+    check_method,
+)
+from verifycli.plivo import callback_fields as plivo_fields
+from verifycli.relay import Outcome, in_turn, send, wire_url
+from verifycli.replay import Answers, all_answered
 from verifycli.signature import DEFAULT_FAMILIES, SCHEME_CHOICES, signed_headers
 
-# The Verify guide lists sms sent/delivered/failed/undelivered (and shows queued) and voice
-# in-progress/completed/no-answer; ringing, busy, failed, cancel and timeout are Plivo's call
-# statuses (support.plivo.com, "What do the different call statuses mean?").
-CHANNEL_STATUSES: dict[str, tuple[str, ...]] = {
-    "sms": ("queued", "sent", "delivered", "failed", "undelivered"),
-    "voice": (
-        "ringing",
-        "in-progress",
-        "completed",
-        "no-answer",
-        "busy",
-        "failed",
-        "cancel",
-        "timeout",
-    ),
-}
-FINAL_GOOD = {"sms": "delivered", "voice": "completed"}
-SESSION_STATUSES = ("in-progress", "verified", "expired")
-# The codes the simulator sends too; error_codes.py says which are Plivo's and which placeholders.
-ERROR_CODES: dict[tuple[str, str], str] = SIMULATED
 RECIPIENT = "14155550100"  # a fictional US number; Plivo sends it without the +
 USER_AGENT = f"verifycli-trigger/{__version__}"
-
-
-def _request_time() -> str:
-    # "Time when this attempt was made" (the guide); Plivo does not publish its format, so this
-    # is our guess, the form of the times in Plivo's session answers.
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -66,11 +49,9 @@ class TriggerSpec:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "to", check_target(self.to, "--to"))
-        channel = self.channel.lower()
-        if channel not in CHANNEL_STATUSES:
-            raise ConfigError(f"--channel must be sms or voice, not {self.channel!r}")
+        channel = check_channel(self.channel)
         set_(self, "channel", channel)
-        status = (self.status or FINAL_GOOD[channel]).lower()
+        status = (self.status or DELIVERED_STATUS[channel]).lower()
         if status not in CHANNEL_STATUSES[channel]:
             allowed = ", ".join(CHANNEL_STATUSES[channel])
             raise ConfigError(f"--status for {channel} must be one of {allowed}, not {status!r}")
@@ -80,17 +61,13 @@ class TriggerSpec:
             raise ConfigError(
                 f"--session-status must be one of {allowed}, not {self.session_status!r}"
             )
-        method = self.method.upper()
-        if method not in ("POST", "GET"):
-            raise ConfigError(f"--method must be POST or GET, not {self.method!r}")
-        set_(self, "method", method)
+        set_(self, "method", check_method(self.method))
         if self.scheme.lower() not in SCHEME_CHOICES:
             raise ConfigError(f"--scheme must be v2, v3 or all, not {self.scheme!r}")
         set_(self, "scheme", self.scheme.lower())
         if not 1 <= self.count <= 1000:
             raise ConfigError(f"--count must be from 1 to 1000, not {self.count}")
-        if self.timeout <= 0:
-            raise ConfigError("--timeout must be more than 0 seconds")
+        check_timeout(self.timeout)
         session = self.session_uuid or str(uuid.uuid4())
         if not session.strip() or any(ch.isspace() for ch in session):
             raise ConfigError(f"--session must be a SessionUUID without spaces, not {session!r}")
@@ -124,18 +101,16 @@ def made_up_fields(
     recipient: str = RECIPIENT,
 ) -> dict[str, str]:
     """A made-up Verify callback's fields, in the order Plivo sends them."""
-    status = status or FINAL_GOOD[channel]
-    return {
-        "SessionUUID": session or str(uuid.uuid4()),
-        "SessionStatus": session_status,
-        "RequestTime": _request_time(),
-        "Recipient": recipient,
-        "ChannelErrorCode": ERROR_CODES.get((channel, status), ""),
-        "Channel": channel,
-        "AttemptUUID": str(uuid.uuid4()),
-        "AttemptSequence": str(sequence),
-        "ChannelStatus": status,
-    }
+    status = status or DELIVERED_STATUS[channel]
+    return plivo_fields(
+        session_uuid=session or str(uuid.uuid4()),
+        session_status=session_status,
+        recipient=recipient,
+        channel=channel,
+        channel_status=status,
+        error_code=FAILURE_CODES.get((channel, status), ""),
+        attempt_sequence=sequence,
+    )
 
 
 @dataclass(frozen=True)
@@ -161,6 +136,18 @@ class Prepared:
             if header in self.headers:
                 found.append(scheme)
         return found
+
+    def record(self) -> dict[str, Any]:
+        """What was sent, for the answer's JSON object."""
+        return {"method": self.method, "fields": self.fields, "schemes": self.schemes}
+
+    def label(self, to: str) -> str:
+        """One line naming what was sent, for the answer printed under it."""
+        f = self.fields
+        return (
+            f"{self.method} {f['ChannelStatus']} ({f['Channel']}, session {f['SessionUUID']}, "
+            f"attempt {f['AttemptSequence']}) signed {', '.join(self.schemes)} → {to}"
+        )
 
 
 def compose(method: str, to: str, fields: dict[str, str], user_agent: str = USER_AGENT) -> Prepared:
@@ -215,14 +202,24 @@ async def trigger(
     """Send `spec.count` signed callbacks one after another; stop at a connection failure."""
     token = require_token(auth_token).reveal()
     main = main_auth_token.reveal() if main_auth_token else None
-    outcomes: list[Outcome] = []
-    async with aiohttp.ClientSession() as session:
-        for sequence in range(1, spec.count + 1):
-            prepared = prepare(spec, callback_fields(spec, sequence), token, main)
-            outcome = await send_prepared(session, prepared, spec.timeout)
-            outcomes.append(outcome)
-            if on_outcome is not None:
-                on_outcome(prepared, outcome)
-            if outcome.status is None:
-                break
-    return outcomes
+    # Prepared as each goes: RequestTime is the moment it is sent.
+    batch = (prepare(spec, callback_fields(spec, n), token, main) for n in range(1, spec.count + 1))
+
+    def one(session: aiohttp.ClientSession, prepared: Prepared) -> Awaitable[Outcome]:
+        return send_prepared(session, prepared, spec.timeout)
+
+    return await in_turn(batch, one, on_outcome)
+
+
+def run(spec: TriggerSpec, settings: Settings, out: Answers) -> ExitCode:
+    """`trigger`: send, report each answer; 0 when every one was answered 2xx."""
+    import asyncio
+
+    require_token(settings.auth_token)
+
+    def answered(sent: Prepared, outcome: Outcome) -> None:
+        out.answer(sent.label(spec.to), outcome, sent.record())
+
+    token, main = settings.auth_token, settings.main_auth_token
+    outcomes = asyncio.run(trigger(spec, token, main, answered))
+    return ExitCode.OK if all_answered(spec.count, outcomes) else ExitCode.FLOW_FAILED

@@ -11,11 +11,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from verifycli.config import check_http_url
 from verifycli.errors import ConfigError, TunnelError
+from verifycli.plivo import bracket
+from verifycli.pyngrok_private import monitor_thread, registered_process, silence_download_progress
 
 if TYPE_CHECKING:
     from pyngrok.conf import PyngrokConfig
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
 
     from verifycli.config import Secret
 
-__all__ = ["WAY_OUT", "Tunnel", "TunnelKind", "check_public_url", "open_tunnel"]
+__all__ = ["WAY_OUT", "Tunnel", "TunnelKind", "TunnelSpec", "check_public_url", "open_tunnel"]
 
 TunnelKind = Literal["ngrok", "public-url", "none"]
 
@@ -127,10 +130,45 @@ def check_public_url(url: str) -> str:
     return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
+@dataclass(frozen=True)
+class TunnelSpec:
+    """How the outside world reaches the listener: ngrok, a public URL the user runs, or none."""
+
+    kind: TunnelKind = "ngrok"
+    public_url: str | None = None
+    ngrok_path: str | None = None
+    ngrok_config: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.public_url is not None:
+            object.__setattr__(self, "public_url", check_public_url(self.public_url))
+            object.__setattr__(self, "kind", "public-url")
+        elif self.kind == "public-url":
+            raise ConfigError("a tunnel you run needs its address: --public-url URL")
+
+    @classmethod
+    def from_flags(cls, public_url: str | None, no_tunnel: bool) -> TunnelSpec:
+        """--public-url wins over --no-tunnel; neither means ngrok."""
+        return cls("none" if no_tunnel else "ngrok", public_url)
+
+    def open(
+        self, host: str, port: int, ngrok_authtoken: Secret | None, timeout: float = 15.0
+    ) -> Tunnel:
+        """The tunnel to the listener at host:port (blocking: ngrok takes seconds to start)."""
+        return open_tunnel(
+            local_host=host,
+            local_port=port,
+            public_url=self.public_url,
+            no_tunnel=self.kind == "none",
+            ngrok_authtoken=ngrok_authtoken,
+            ngrok_path=self.ngrok_path,
+            config_path=self.ngrok_config,
+            timeout=timeout,
+        )
+
+
 def _hostport(host: str, port: int) -> str:
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{host}:{port}"
+    return f"{bracket(host)}:{port}"
 
 
 class _Agent:
@@ -142,7 +180,7 @@ class _Agent:
         self.ngrok_url = ngrok_url
         # Kept now: pyngrok drops its reference when the thread ends, and stop() must join it
         # before closing the pipe the thread reads.
-        self.monitor = process._monitor_thread
+        self.monitor = monitor_thread(process)
 
     def alive(self) -> bool:
         return self.process.proc.poll() is None
@@ -176,7 +214,7 @@ def _end_agent(
         with contextlib.suppress(OSError):
             proc.kill()
         proc.wait()
-    monitor = monitor or process._monitor_thread
+    monitor = monitor or monitor_thread(process)
     if monitor is not None and monitor is not threading.current_thread():
         monitor.join(timeout=2.0)
         if monitor.is_alive():
@@ -184,17 +222,6 @@ def _end_agent(
     if proc.stdout is not None:
         with contextlib.suppress(OSError):
             proc.stdout.close()
-
-
-def _registered(ngrok_path: str) -> NgrokProcess | None:
-    """The agent pyngrok holds for this path, read without pyngrok's lock.
-
-    pyngrok keeps that lock for the whole startup, and its public getters start an agent when
-    none runs: neither will do from a watchdog.
-    """
-    from pyngrok import process
-
-    return process._current_processes.get(ngrok_path)
 
 
 class _StartupWatch:
@@ -217,7 +244,7 @@ class _StartupWatch:
     def saw(self, log: NgrokLog) -> None:
         """pyngrok's log_event_callback: the first line proves our agent is registered."""
         if self.process is None:
-            self.process = _registered(self.ngrok_path)
+            self.process = registered_process(self.ngrok_path)
 
     def __enter__(self) -> _StartupWatch:
         self._thread.start()
@@ -231,7 +258,7 @@ class _StartupWatch:
         deadline: float | None = None
         while not self._done.wait(0.02):
             if self.process is None:
-                self.process = _registered(self.ngrok_path)
+                self.process = registered_process(self.ngrok_path)
             if self.process is None:
                 continue
             if deadline is None:
@@ -267,8 +294,6 @@ _stderr_lock = threading.Lock()
 
 
 def _quiet_pyngrok(secrets: Iterable[str]) -> None:
-    from pyngrok import installer
-
     global _quieted
     with _setup_lock:
         if not _quieted:
@@ -279,8 +304,7 @@ def _quiet_pyngrok(secrets: Iterable[str]) -> None:
                 logging.getLogger(name).addFilter(_REDACT)
             _quieted = True
         _REDACT.secrets.update(s for s in secrets if s)
-    # pyngrok prints download progress on stdout, which `--json` keeps for events only.
-    installer._print_progress_enabled = False
+    silence_download_progress()
 
 
 @contextlib.contextmanager
@@ -374,7 +398,7 @@ def _open_ngrok(
     try:
         with watch, _agent_stderr_discarded(), _agent_environment(agent_token):
             created = ngrok.connect(upstream, "http", name=name, pyngrok_config=config)
-        process = watch.process or _registered(config.ngrok_path)
+        process = watch.process or registered_process(config.ngrok_path)
         if process is None or created.public_url is None:
             raise TunnelError(f"ngrok started no tunnel; {WAY_OUT}")
         url = created.public_url

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -26,16 +27,24 @@ from rich.text import Text
 
 from verifycli import layout
 from verifycli.callbacks import PLIVO_FIELDS, CallbackEvent
+from verifycli.errors import ConfigError
+from verifycli.plivo import DONE, FAILED, ON_ITS_WAY
 
 if TYPE_CHECKING:
     from verifycli.check import Result
+    from verifycli.config import Settings
     from verifycli.doctor import Check
+    from verifycli.flows import Running
+    from verifycli.listener import Sink
     from verifycli.relay import Outcome
-    from verifycli.send import Status
+    from verifycli.session import SessionResult, SessionState
+    from verifycli.store import Filters, StoreReader
+    from verifycli.tunnel import TunnelSpec
 
-GOOD = {"delivered", "completed", "verified", "valid"}
-BAD = {"failed", "undelivered", "no-answer", "expired", "invalid", "replayed", "busy"}
-WAIT = {"queued", "sent", "ringing", "in-progress", "unsigned", "unchecked"}
+# Plivo's statuses by what they mean, and signature verdicts alongside them.
+GOOD = DONE | {"valid"}
+BAD = FAILED | {"invalid", "replayed"}
+WAIT = ON_ITS_WAY | {"unsigned", "unchecked"}
 
 
 def tone(value: str | None) -> str:
@@ -385,7 +394,7 @@ def _header_panel(header: Header) -> Panel:
     return Panel(grid, title="verifycli", title_align="left", border_style="blue", expand=False)
 
 
-def _session_panel(state: Status) -> Panel:
+def _session_panel(state: SessionState) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
@@ -411,6 +420,8 @@ class LiveView:
     """The live table of callbacks; plain lines instead when the console is not a terminal.
 
     With `json_mode` the records on stdout are the display: no live redraws, no lines.
+    It is the session runner's View too: waiting / ready / bound / message / pause / resume /
+    ask / note / finish / inspector.
     """
 
     def __init__(
@@ -418,7 +429,7 @@ class LiveView:
         console: Console,
         header: Header,
         session_filter: str | None = None,
-        session: Status | None = None,
+        session: SessionState | None = None,
         max_rows: int | None = None,
         json_mode: bool = False,
     ) -> None:
@@ -426,14 +437,15 @@ class LiveView:
         self.header = header
         self.session_filter = session_filter
         self.session = session
+        # render() shows the newest rows that fit the screen; this only bounds the memory.
         self._rows: deque[CallbackEvent] = deque(maxlen=max_rows or 500)
         self._live: Live | None = None
         self._lock = threading.Lock()
         self.live = console.is_terminal and really_a_terminal(console.file) and not json_mode
         self.lines = not json_mode
-        self.ready = False
+        self.up = False  # the listener is up: the panels are shown
         # What the spinner says it waits for; "" hides it.
-        self.waiting = ""
+        self._awaited = ""
         self._prompt: Text | None = None
         self._asking = threading.Event()
         self._idle = threading.Event()  # no prompt holds the terminal's settings
@@ -451,18 +463,16 @@ class LiveView:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def begin(self, waiting: str) -> None:
-        """Show a spinner saying what is awaited, before the listener is up (terminal only)."""
-        self.waiting = waiting
+    def waiting(self, what: str) -> None:
+        """Say what is awaited, with a spinner while no callback is shown (terminal only)."""
+        self._awaited = what
         if self.live:
             self._start_live()
 
-    def start(self, waiting: str | None = None) -> None:
+    def start(self) -> None:
         """The listener is up: show the header (once, when the output is not a terminal)."""
-        if waiting is not None:
-            self.waiting = waiting
-        first = not self.ready
-        self.ready = True
+        first = not self.up
+        self.up = True
         if self.live:
             self._start_live()
         elif first:
@@ -488,6 +498,25 @@ class LiveView:
             self._live.stop()
             self._live = None
 
+    def ready(self, running: Running, state: SessionState | None = None) -> None:
+        """Fill the header from a listener that is up (and the session panel), then go live."""
+        self.header.local_url = running.listener.local_url
+        self.header.public_url = running.public_url
+        self.header.counts = running.listener.stats.by_label
+        if state is not None:
+            self.session = state
+        else:  # listen: nothing more to start; the session runner says what it awaits itself
+            self._awaited = "waiting for the first callback"
+        self.start()
+
+    def bound(self, session_uuid: str) -> None:
+        """Show only this session's callbacks from now on."""
+        self.session_filter = session_uuid
+
+    def message(self, recipient: str, text: str) -> None:
+        """The demo's simulated phone: what the recipient would see or hear."""
+        phone_message(self.console, recipient, text)
+
     def pause(self) -> None:
         """Hand the terminal to a prompt; resume() redraws."""
         self.stop()
@@ -495,21 +524,44 @@ class LiveView:
     def resume(self) -> None:
         self.start()
 
+    def ask(self, attempt: int, tries: int) -> str | None:
+        """The code: on the live view's bottom line while callbacks keep arriving above it;
+        on a terminal without the live view, a hidden prompt with the view paused."""
+        if self.live and really_a_terminal(sys.stdin):
+            return self.ask_code(attempt, tries)
+        self.pause()
+        try:
+            return ask_code(self.console, attempt, tries)
+        finally:
+            self.resume()
+
+    def note(self, message: str) -> None:
+        print_note(message, self.console)
+
+    def finish(self, state: SessionState, result: SessionResult) -> None:
+        self.stop()
+        print_summary(self.console, state, result.message, result.code == 0)
+
+    def inspector(self, url: str, exposed: bool) -> None:
+        """--ui: the inspector's URL in the header panel, and on stderr."""
+        self.header.inspector_url = url
+        announce_inspector(url, exposed)
+
     def render(self) -> RenderableType:
         with self._lock:
             rows = list(self._rows)
             prompt = self._prompt
         width, height = self.console.size
         parts: list[RenderableType] = []
-        if self.ready:
+        if self.up:
             parts.append(_header_panel(self.header))
-        if self.session is not None and self.ready:
+        if self.session is not None and self.up:
             parts.append(_session_panel(self.session))
         footer: RenderableType | None = None
         if prompt is not None:
             footer = prompt
-        elif self.waiting and not rows:
-            footer = Spinner("dots", Text(f"{self.waiting}… (Ctrl-C to stop)", style="dim"))
+        elif self._awaited and not rows:
+            footer = Spinner("dots", Text(f"{self._awaited}… (Ctrl-C to stop)", style="dim"))
         used = sum(self._height(part, width) for part in parts) + (1 if footer else 0)
         if rows:
             parts.append(self._table(rows, width, max(height - used - 1, 1)))
@@ -581,9 +633,6 @@ class LiveView:
 
     def warn(self, message: str) -> None:
         print_warning(message, self.console)
-
-    def note(self, message: str) -> None:
-        print_note(message, self.console)
 
 
 def _read_masked(
@@ -835,8 +884,15 @@ def print_answer(console: Console, label: str, outcome: Outcome, lines: int = 5)
 _MARK = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
 
 
-def print_checks(console: Console, checks: Iterable[Check]) -> None:
-    """doctor's findings, one line each, with the fix under each one that needs it."""
+def print_checks(console: Console, checks: Iterable[Check], as_json: bool = False) -> None:
+    """doctor's findings, one line each, with the fix under each one that needs it.
+
+    As JSON: one object per check on stdout ({"name", "status", "detail", "fix"}).
+    """
+    if as_json:
+        for check in checks:
+            print_record(check.to_dict())
+        return
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
     grid.add_column(style="bold", no_wrap=True)
@@ -896,7 +952,7 @@ def print_check_report(console: Console, results: Iterable[Result], target: str)
         console.print(Text(f"all {required} required checks passed", style="bold green"))
 
 
-def print_summary(console: Console, state: Status, outcome: str, ok: bool) -> None:
+def print_summary(console: Console, state: SessionState, outcome: str, ok: bool) -> None:
     """The one-screen ending of send: the session's timeline, then the outcome."""
     console.print(
         Text.assemble(
@@ -949,3 +1005,139 @@ def print_listen_summary(header: Header) -> None:
 
 def print_record(record: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+class Answers:
+    """Answers to callbacks replay or trigger sent: readable on the console, or JSON on stdout."""
+
+    def __init__(self, as_json: bool = False) -> None:
+        self.as_json = as_json
+        self.console = human_console(as_json)
+
+    def answer(self, label: str, outcome: Outcome, sent: dict[str, Any]) -> None:
+        if not self.as_json:
+            print_answer(self.console, label, outcome)
+            return
+        print_record(
+            {
+                **sent,
+                "url": outcome.url,
+                "status": outcome.status,
+                "reason": outcome.reason or None,
+                "elapsed_ms": round(outcome.elapsed_ms, 1),
+                "error": outcome.error,
+                "body_head": outcome.body_head,
+            }
+        )
+
+    def note(self, message: str) -> None:
+        print_note(message, self.console)
+
+
+@contextlib.contextmanager
+def listening(
+    settings: Settings, as_json: bool, session_filter: str | None, tunnel: TunnelSpec
+) -> Iterator[tuple[LiveView, list[Sink]]]:
+    """`listen`'s outputs: the live view (and NDJSON on stdout with --json); stopped after,
+    then one line on what was caught, once the listener was up."""
+    header = Header(store_path=str(settings.store_path))
+    if not settings.auth_token:
+        header.note = "PLIVO_AUTH_TOKEN is not set: signatures are not checked"
+    view = LiveView(
+        human_console(as_json), header, session_filter=session_filter, json_mode=as_json
+    )
+    sinks: list[Sink] = [view]
+    if as_json:
+        sinks.append(JsonLines(session_filter=session_filter))
+    view.waiting(opening(tunnel))
+    try:
+        yield view, sinks
+    finally:
+        view.stop()
+        if view.up:
+            print_listen_summary(header)
+
+
+def opening(tunnel: TunnelSpec) -> str:
+    """What the spinner says while the listener (and the tunnel) start."""
+    return "opening the ngrok tunnel" if tunnel.kind == "ngrok" else "starting the listener"
+
+
+def session_view(as_json: bool, store_path: object, note: str) -> tuple[LiveView, Sink | None]:
+    """send/demo's outputs: the live view with the session panel, and NDJSON with --json."""
+    header = Header(store_path=str(store_path), note=note)
+    view = LiveView(human_console(as_json), header, json_mode=as_json)
+    return view, JsonLines() if as_json else None
+
+
+def list_events(
+    reader: StoreReader, filters: Filters, limit: int, as_json: bool, tsv: bool = False
+) -> None:
+    """`events`: the newest `limit` matches (0: all) as a table, one JSON record a line, or TSV;
+    on stdout, never cut to a width when piped."""
+    if as_json and tsv:
+        raise ConfigError("--json and --tsv do not go together: pick one")
+    cap = limit or None
+    store_path = str(reader.path)
+    if as_json:
+        written = 0
+        for line in reader.iter_json(filters, cap):
+            sys.stdout.write(line + "\n")
+            written += 1
+        sys.stdout.flush()
+        if not written:
+            print_events([], store_path, stored=reader.count())
+        return
+    shown = list(reader.iter_events(filters, cap))
+    full = cap is not None and len(shown) == cap
+    print_events(
+        shown,
+        store_path,
+        stored=None if shown else reader.count(),
+        matched=reader.count(filters) if full else len(shown),
+        tsv=tsv,
+    )
+
+
+def announce_inspector(url: str, exposed: bool) -> None:
+    """The inspector's URL, one line on stderr; a warning when it listens beyond loopback."""
+    print_note(f"inspector: {url}")
+    if exposed:
+        print_warning(
+            "the inspector listens beyond this machine: anyone who can reach it and has "
+            "the token sees every callback (--ui-host 127.0.0.1 keeps it local)"
+        )
+
+
+def simulator_lines(as_json: bool, demo_token: str | None) -> Callable[[dict[str, Any]], None]:
+    """`verifycli simulator`'s events on stdout: one readable line each, or one JSON object."""
+    import re
+
+    from verifycli.simulator import describe
+
+    unprintable = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+    def shown(event: dict[str, Any]) -> None:
+        if as_json:
+            line = json.dumps(event, ensure_ascii=False)
+        else:
+            line = unprintable.sub("?", describe(event))
+            if event["event"] == "listening" and demo_token:
+                line += f", auth token {demo_token} (the demo account)"
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    return shown
+
+
+def check_report(as_json: bool) -> Callable[[list[Result], str], None]:
+    """check's results: the report on the console, or one JSON object per check on stdout."""
+
+    def show(results: list[Result], target: str) -> None:
+        if not as_json:
+            print_check_report(human_console(False), results, target)
+            return
+        for result in results:
+            print_record(result.to_json())
+
+    return show

@@ -21,6 +21,8 @@ from verifycli.errors import ConfigError, EventNotFound
 from verifycli.inspector.guard import Guard, add_security_headers, is_loopback, new_token
 from verifycli.inspector.live import Hub, sinks, summary, watch_store
 from verifycli.listener import Sink
+from verifycli.plivo import http_base
+from verifycli.serving import bind
 from verifycli.store import Filters, StoreReader
 
 DEFAULT_PORT = 4050
@@ -322,22 +324,11 @@ async def serve_inspector(store_path: Path, options: InspectorOptions) -> Runnin
         handle_signals=False,
         shutdown_timeout=1.0,
     )
-    await runner.setup()
-    site = web.TCPSite(runner, options.host, options.port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ConfigError(
-            f"cannot serve the inspector on {options.host}:{options.port}: {exc.strerror}; "
-            "pick another --ui-port (0 chooses a free one)"
-        ) from None
-    port = runner.addresses[0][1]
+    port = await bind(runner, options.host, options.port, "cannot serve the inspector", "--ui-port")
     guard.port = port  # the Host rule needs the real port when 0 was asked
     host = options.host
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
-    shown = f"[{shown}]" if ":" in shown else shown
-    base = f"http://{shown}:{port}"
+    base = http_base(shown, port)
     handle = RunningInspector(
         url=f"{base}/?token={options.token}",
         base=base,
