@@ -334,11 +334,7 @@ def export(
         if output is None:
             exporter.write(lines, fmt, sys.stdout)
             return
-        try:
-            stream = output.open("w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise ConfigError(f"cannot write {output}: {exc.strerror}") from None
-        with stream:
+        with exporter.open_output(output) as stream:
             count = exporter.write(lines, fmt, stream)
         from verifycli.ui import print_note
 
@@ -431,6 +427,7 @@ def events(
         return
 
     def action() -> None:
+        from verifycli.safe_text import json_safe
         from verifycli.store import StoreReader
         from verifycli.ui import print_events
 
@@ -445,7 +442,7 @@ def events(
         if json_out:
             written = 0
             for line in reader.iter_json(filters, cap):
-                sys.stdout.write(line + "\n")
+                sys.stdout.write(json_safe(line) + "\n")
                 written += 1
             sys.stdout.flush()
             if not written:
