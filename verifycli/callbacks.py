@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import quopri
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-import binascii
-import quopri
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -105,9 +105,9 @@ def _part(chunk: bytes) -> tuple[str, str] | None:
         raise ValueError(f"a multipart part's headers are longer than {MAX_PART_HEAD} bytes")
     headers: dict[str, str] = {}
     for line in head.decode("utf-8", "replace").splitlines():
-        name, colon, value = line.partition(":")
+        key, colon, value = line.partition(":")
         if colon:
-            headers[name.strip().lower()] = value.strip()
+            headers[key.strip().lower()] = value.strip()
     params = header_params(headers.get("content-disposition", ""))
     name = params.get("name")
     if name is None:

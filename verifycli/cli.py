@@ -128,8 +128,10 @@ def run(action: Callable[[], T]) -> T:
     try:
         return action()
     except VerifyCliError as exc:
-        if _state["debug"]:
-            raise
+        if _state["debug"]:  # the traceback, and still the exit code the table promises
+            import traceback
+
+            traceback.print_exc()
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", ExitCode.INTERRUPTED)
@@ -534,8 +536,7 @@ def replay(
             raise ConfigError("--all needs --session UUID: the session whose callbacks to send")
         if session and not all_events:
             raise ConfigError("--session goes with --all; to replay one event give its ID only")
-        if timeout <= 0:
-            raise ConfigError("--timeout must be more than 0 seconds")
+        relay.check_timeout(timeout)
         target = relay.check_target(to, "--to")
         reader = StoreReader(load_settings_for(store).store_path)
         if event_id is not None:

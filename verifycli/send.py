@@ -16,7 +16,7 @@ from verifycli.callbacks import CallbackEvent
 from verifycli.config import Settings
 from verifycli.errors import ConfigError, ExitCode, TunnelError
 from verifycli.flows import Running, Where, running_listener
-from verifycli.listener import ListenOptions, Sink
+from verifycli.listener import ListenOptions, Sink, check_callback_path
 
 if TYPE_CHECKING:
     from verifycli.verify_api import Validation
@@ -85,6 +85,7 @@ class SendRequest:
             raise ConfigError(f"--code-length must be 4 to 8, not {self.code_length}")
         if not self.path.startswith("/"):
             self.path = "/" + self.path
+        self.path = check_callback_path(self.path)
         if self.timeout <= 0:
             raise ConfigError("--timeout must be more than 0 seconds")
 

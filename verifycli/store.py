@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from verifycli.callbacks import CallbackEvent, join_record
-from verifycli.errors import EventNotFound, StoreError, StoreWriteError
+from verifycli.errors import ConfigError, EventNotFound, StoreError, StoreWriteError
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x56434C49  # "VCLI": tells our files from any other SQLite database
@@ -27,6 +27,7 @@ _BATCH_MAX = 512
 _CHECKPOINT_EVERY = 0.1
 _WRITER_CHECKPOINT = 10_000
 _FETCH = 1000
+_SQLITE_MAX_INT = 2**63 - 1  # the largest id or LIMIT SQLite can take
 
 _SCHEMA = """
 CREATE TABLE events (
@@ -131,7 +132,7 @@ def _inspect(path: Path) -> None:
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a whole database?
         finally:
             conn.close()
     except sqlite3.DatabaseError:
@@ -430,12 +431,28 @@ class EventStore:
         self.close()
 
 
+def content_digest(event: CallbackEvent) -> str:
+    """What a nonce vouches for: the body and, when there is one, the query and the method.
+
+    V2 signs neither body nor query, so a V2 nonce seen again on a different query (a GET
+    callback's fields) is as much a replay as one on a different body. A POST without a query
+    is digested as its body alone, as stores written before this were.
+    """
+    body = event.raw_body()
+    if not event.query and event.method == "POST":
+        return hashlib.sha256(body).hexdigest()
+    query = event.query.encode("utf-8", "surrogateescape")
+    head = f"{event.method} {len(body)} {len(query)}\n".encode("utf-8", "surrogateescape")
+    return hashlib.sha256(head + body + query).hexdigest()
+
+
 def _insert(conn: sqlite3.Connection, event: CallbackEvent, policy: Policy | None) -> CallbackEvent:
     """Settle retry and replay against what is already stored, then insert; writer thread only."""
-    digest = event.body_sha256 or hashlib.sha256(event.raw_body()).hexdigest()
+    digest = event.body_sha256 or content_digest(event)
     event.body_sha256 = digest
     nonce = event.signature.nonce
-    if nonce and event.signature.verdict == "valid":
+    # An empty nonce is a nonce too: every request signed with it shares it.
+    if nonce is not None and event.signature.verdict == "valid":
         seen = conn.execute(
             "SELECT id, body_sha256 FROM events WHERE nonce = ? AND verdict = 'valid'"
             " ORDER BY id LIMIT 1",
@@ -510,6 +527,8 @@ class StoreReader:
         """Each selected record as a JSON line (no newline), oldest first, streamed."""
         where, args = filters.where()
         columns = "id, record, retry_of, response_status, forward"
+        if limit is not None and limit > _SQLITE_MAX_INT:
+            raise ConfigError(f"--limit must be at most 2**63-1 ({_SQLITE_MAX_INT}), not {limit}")
         if limit is not None:
             sql = (
                 f"SELECT * FROM (SELECT {columns} FROM events{where} ORDER BY id DESC LIMIT ?)"
@@ -539,8 +558,9 @@ class StoreReader:
             yield CallbackEvent.from_record(record)
 
     def get(self, event_id: int) -> CallbackEvent:
-        for event in self.iter_events(Filters(ids=(event_id,))):
-            return event
+        if 0 <= event_id <= _SQLITE_MAX_INT:
+            for event in self.iter_events(Filters(ids=(event_id,))):
+                return event
         raise EventNotFound(f"no event #{event_id} in {self.path}; `verifycli events` lists them")
 
     def count(self, filters: Filters = Filters()) -> int:
