@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -640,8 +641,15 @@ class JsonLines:
             self.session_filter
         ):
             return
-        self.stream.write(json_safe(event.to_json()) + "\n")
-        self.stream.flush()
+        try:
+            self.stream.write(json_safe(event.to_json()) + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            # The reader left (`| head`): stdout now goes nowhere, so neither this nor Python's
+            # flush at exit fails again; the listener drops this sink and goes on storing.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            raise
 
     def warn(self, message: str) -> None:
         """Warnings are for people; they never go to the data stream."""
