@@ -37,8 +37,10 @@ BODY_TIMEOUT = 10.0
 # A body this large is read into an event on a worker thread, so that it cannot hold the event
 # loop (and every other callback) while it is parsed and its signature checked.
 INLINE_BODY = 64 * 1024
-# File descriptors kept back from the connection cap: the store's files, the tunnel, forwards.
+# File descriptors kept back from the connection cap: the store's files, the tunnel, forwards,
+# and the connections asyncio accepts in one go (the backlog) before any can be closed.
 FD_RESERVE = 128
+BACKLOG = 64
 
 
 def check_callback_path(path: str) -> str:
@@ -247,7 +249,7 @@ class Listener:
         await runner.setup()
         assert runner.server is not None
         self._connections = ConnectionCap(runner.server, raise_open_files(), self._warn_once)
-        site = web.TCPSite(runner, self.options.host, self.options.port)
+        site = web.TCPSite(runner, self.options.host, self.options.port, backlog=BACKLOG)
         try:
             await site.start()
         except OSError as exc:
@@ -474,7 +476,7 @@ class ConnectionCap:
     are closed, so idle or hostile clients cannot starve a real callback of a socket."""
 
     def __init__(self, server: web.Server, open_files: int, warn: Callable[..., None]) -> None:
-        self.cap = max(8, open_files - min(FD_RESERVE, open_files // 4))
+        self.cap = max(8, open_files - min(FD_RESERVE + BACKLOG, open_files // 2))
         self._server = server
         self._warn = warn
         # Connections by last activity, oldest first.
@@ -526,7 +528,7 @@ def _quiet_accept_errors(warn: Callable[..., None]) -> None:
         if "socket.accept() out of system resource" in str(context.get("message", "")):
             warn(
                 "no file descriptors left to accept connections: some were refused",
-                key="accept",
+                key="connections",
             )
             return
         if previous is not None:
