@@ -382,7 +382,11 @@ def test_two_stores_opened_at_the_same_instant_on_a_new_file_both_open(tmp_path:
         barrier = threading.Barrier(2)
         errors: list[BaseException] = []
 
-        def open_it(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+        def open_it(
+            path: Path = path,
+            barrier: threading.Barrier = barrier,
+            errors: list[BaseException] = errors,
+        ) -> None:
             barrier.wait()
             try:
                 EventStore(path).close()
