@@ -900,7 +900,7 @@ def print_check_report(console: Console, results: Iterable[Result], target: str)
         if not (result.passed and result.required):
             style = "red" if result.required else "yellow"
             mark = Text("✗" if not result.passed else "·", style=style)
-            why.add_row(mark, Text.assemble((f"{result.check}: ", "bold"), result.detail))
+            why.add_row(mark, Text.assemble((f"{result.check}: ", "bold"), safe(result.detail)))
     console.print(table)
     if why.row_count:
         console.print(why)
