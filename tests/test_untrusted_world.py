@@ -452,12 +452,19 @@ def test_an_unwritable_store_is_refused_at_start(tmp_path: Path) -> None:
 
 
 def test_debug_keeps_the_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--debug shows the traceback and still exits 4 for a tunnel error (it exited 1)."""
+    """--debug shows the traceback and still exits 4 for a tunnel error, 2 for an OS error
+    (both exited 1)."""
     monkeypatch.setitem(cli._state, "debug", True)
 
     def tunnel_fails() -> None:
         raise TunnelError("no tunnel")
 
+    def disk_fails() -> None:
+        raise OSError(28, "No space left on device")
+
     with pytest.raises(typer.Exit) as caught:
         cli.run(tunnel_fails)
     assert caught.value.exit_code == 4
+    with pytest.raises(typer.Exit) as caught:
+        cli.run(disk_fails)
+    assert caught.value.exit_code == 2

@@ -139,7 +139,9 @@ def run(action: Callable[[], T]) -> T:
         _quiet_pipe_end()
     except OSError as exc:
         if _state["debug"]:
-            raise
+            import traceback
+
+            traceback.print_exc()
         _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", ExitCode.USAGE)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if _state["debug"]:
