@@ -379,7 +379,7 @@ def test_two_stores_opened_at_the_same_instant_on_a_new_file_both_open(tmp_path:
 
     for attempt in range(20):
         path = tmp_path / f"race-{attempt}.sqlite3"
-        barrier = threading.Barrier(2)
+        barrier = threading.Barrier(4)
         errors: list[BaseException] = []
 
         def open_it(
@@ -393,7 +393,7 @@ def test_two_stores_opened_at_the_same_instant_on_a_new_file_both_open(tmp_path:
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=open_it) for _ in range(2)]
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:

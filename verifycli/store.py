@@ -128,7 +128,8 @@ def _inspect(path: Path) -> None:
         # immutable, which creates nothing.
         idle = not any(path.with_name(path.name + s).exists() for s in ("-wal", "-journal"))
         mode = "mode=ro&immutable=1" if idle else "mode=ro"
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)
+        # A timeout: another listen may be creating this very file this instant (locked).
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, timeout=5)
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
