@@ -112,7 +112,7 @@ def test_the_live_table_under_a_pty_shows_controls_as_escapes(tmp_path: Path) ->
                 if select.select([master], [], [], left)[0]:
                     seen += os.read(master, 65536)
 
-        read_until(b"waiting for callbacks")
+        read_until(b"waiting for")
         port = int(seen.split(b"http://127.0.0.1:", 1)[1].split(b"\x1b", 1)[0].split()[0])
         hostile_callback(port)
         read_until(b"\\x1b]52")
