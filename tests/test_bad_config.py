@@ -90,6 +90,26 @@ def env_not_utf8(folder: Path) -> None:
     (folder / ".env").write_bytes(b"PLIVO_AUTH_TOKEN=caf\xe9\n")
 
 
+def env_fifo(folder: Path) -> None:
+    user_store(folder)
+    os.mkfifo(folder / ".env")
+
+
+def env_dangling_link(folder: Path) -> None:
+    user_store(folder)
+    (folder / ".env").symlink_to(folder / "gone.env")
+
+
+def empty_foreign_sqlite(folder: Path) -> None:
+    """An SQLite database of someone else's with no tables left in it (and no application id)."""
+    conn = sqlite3.connect(folder / "store.sqlite3")
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.execute("DROP TABLE notes")
+    conn.commit()
+    conn.close()
+    assert (folder / "store.sqlite3").stat().st_size > 0
+
+
 def file_in_the_way(folder: Path) -> None:
     (folder / "data").write_text("a file where the store's folder should be\n")
 
@@ -150,9 +170,41 @@ CASES: dict[str, Case] = {
     "public-url-port": Case(
         [*LISTEN, "--public-url", "https://x.example:99999"], ("--public-url",)
     ),
+    # Issue 12, low items: each of these exited 1 ("unexpected"), hung, or was taken over.
+    "env-fifo": Case(LISTEN, (".env", "regular file"), setup=env_fifo),
+    "env-dangling-link": Case(LISTEN, (".env", "does not exist"), setup=env_dangling_link),
+    "empty-foreign-sqlite": Case(LISTEN, ("not a verifycli store",), setup=empty_foreign_sqlite),
+    "host-empty": Case([*LISTEN, "--host", ""], ("--host", "0.0.0.0")),
+    "store-tilde-nobody": Case(
+        ["listen", "--no-tunnel", "--port", "0"],
+        ("VERIFYCLI_STORE",),
+        {"VERIFYCLI_STORE": "~nosuchuser-verifycli/x.db"},
+    ),
+    "events-limit-huge": Case(
+        ["events", "--store", "store.sqlite3", "--limit", "9223372036854775808"], ("2**63",)
+    ),
+    "events-show-huge-id": Case(
+        ["events", "show", "1180591620717411303424", "--store", "store.sqlite3"], ("no event",)
+    ),
+    "since-before-year-1": Case(
+        ["events", "--store", "store.sqlite3", "--since", "0001-01-01T00:00+14:00"], ("--since",)
+    ),
+    "replay-timeout-inf": Case(
+        ["replay", "1", "--to", "http://127.0.0.1:9/", "--store", "store.sqlite3"]
+        + ["--timeout", "inf"],
+        ("--timeout",),
+    ),
+    "send-path-health": Case(
+        [*SEND, "--path", "/_verifycli/health"], ("--path",), {**CREDENTIALS, **NOWHERE}
+    ),
 }
 # Out-of-range numbers are refused by the parser itself (click's IntRange/FloatRange).
 PARSER_CASES: dict[str, Case] = {
+    "replay-timeout-nan": Case(
+        ["replay", "1", "--to", "http://127.0.0.1:9/", "--store", "store.sqlite3"]
+        + ["--timeout", "nan"],
+        ("'--timeout'",),
+    ),
     "fail-rate-high": Case([*LISTEN, "--fail-rate", "1.5"], ("'--fail-rate'",)),
     "fail-rate-negative": Case([*LISTEN, "--fail-rate", "-0.1"], ("'--fail-rate'",)),
     "code-length-short": Case(
@@ -165,9 +217,10 @@ PARSER_CASES: dict[str, Case] = {
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
-    """Every file and folder under `folder`, with its bytes (None for a folder)."""
+    """Every file and folder under `folder`, with its bytes (None for a folder, FIFO, link
+    to nothing: reading a FIFO would block)."""
     return {
-        str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes()
+        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
         for p in sorted(folder.rglob("*"))
     }
 

@@ -137,13 +137,35 @@ def test_unchecked_without_token() -> None:
     assert "PLIVO_AUTH_TOKEN" in result.detail
 
 
-def test_empty_nonce_is_invalid() -> None:
-    """A signature with an empty nonce header cannot be valid."""
-    result = Checker(TOKEN).check(
-        "POST", URL, headers_v3(ref_v3("POST", URL, PARAMS, "", TOKEN), ""), PARAMS
-    )
-    assert result.verdict == "invalid"
-    assert "Nonce" in result.detail
+def test_an_empty_nonce_is_judged_as_plivo_utils_judges_it() -> None:
+    """A signature made with an empty nonce is what plivo.utils calls valid, so it is valid;
+    the empty nonce is kept (replay detection then covers every request that uses it)."""
+    from plivo.utils.signature_v3 import validate_v3_signature
+
+    sig = ref_v3("POST", URL, PARAMS, "", TOKEN)
+    assert validate_v3_signature("POST", URL, "", TOKEN, sig, dict(PARAMS))
+    result = Checker(TOKEN).check("POST", URL, headers_v3(sig, ""), PARAMS)
+    assert (result.verdict, result.nonce) == ("valid", "")
+
+
+def test_put_does_not_validate_with_a_post_signature() -> None:
+    """Plivo calls back with GET or POST only (plivo.utils refuses any other method): a PUT
+    carrying a good POST signature is invalid, with V3 and with V2."""
+    v3 = headers_v3(ref_v3("POST", URL, PARAMS, "n-1", TOKEN), "n-1")
+    v2 = signed_headers("POST", URL, PARAMS, TOKEN, schemes=("v2",))
+    for headers in (v3, v2):
+        assert Checker(TOKEN).check("POST", URL, headers, PARAMS).verdict == "valid"
+        result = Checker(TOKEN).check("PUT", URL, headers, PARAMS)
+        assert result.verdict == "invalid" and "GET or POST" in result.detail
+
+
+def test_only_the_first_64_v3_signatures_are_tried() -> None:
+    """The documented CPU guard: a good signature 65th in the header is not found."""
+    good = ref_v3("POST", URL, PARAMS, "n-1", TOKEN)
+    padding = ",".join(["AAAA"] * 64)
+    late = Checker(TOKEN).check("POST", URL, headers_v3(f"{padding},{good}", "n-1"), PARAMS)
+    early = Checker(TOKEN).check("POST", URL, headers_v3(f"{good},{padding}", "n-1"), PARAMS)
+    assert (late.verdict, early.verdict) == ("invalid", "valid")
 
 
 def test_garbage_signature_is_invalid() -> None:

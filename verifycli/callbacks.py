@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import quopri
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -17,6 +17,14 @@ from verifycli.error_codes import describe
 from verifycli.signature import SignatureResult
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+# Plivo sends nine fields; a body with more than this is not a Verify callback and is kept
+# whole but read no further, so no sender can make one request cost seconds of parsing.
+MAX_FIELDS = 256
+# A multipart part's headers (name, filename, content type) fit in far less; a longer head is
+# hostile (thousands of parameters or encoded-words), and is not read.
+MAX_PART_HEAD = 8192
+_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 
 # Record field -> Plivo callback parameter.
 PLIVO_FIELDS: dict[str, str] = {
@@ -76,24 +84,68 @@ def _first(params: Mapping[str, str | list[str]]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else v[0] for k, v in params.items()}
 
 
+def header_params(value: str) -> dict[str, str]:
+    """The `; name=value` parameters of a header, lower-cased names, quotes removed: linear
+    time, no RFC 2047/2231 decoding (the `email` package's is quadratic on hostile input)."""
+    params: dict[str, str] = {}
+    for match in _PARAM.finditer(value):
+        raw = match.group(2).strip()
+        if raw.startswith('"') and raw.endswith('"') and len(raw) > 1:
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        params.setdefault(match.group(1).lower(), raw)
+    return params
+
+
+def _part(chunk: bytes) -> tuple[str, str] | None:
+    """(name, value) of one multipart part, or None when it has no form-data name."""
+    head, sep, payload = chunk.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, payload = chunk.partition(b"\n\n")
+    if len(head) > MAX_PART_HEAD:
+        raise ValueError(f"a multipart part's headers are longer than {MAX_PART_HEAD} bytes")
+    headers: dict[str, str] = {}
+    for line in head.decode("utf-8", "replace").splitlines():
+        key, colon, value = line.partition(":")
+        if colon:
+            headers[key.strip().lower()] = value.strip()
+    params = header_params(headers.get("content-disposition", ""))
+    name = params.get("name")
+    if name is None:
+        return None
+    encoding = headers.get("content-transfer-encoding", "").lower()
+    try:
+        if encoding == "base64":
+            payload = binascii.a2b_base64(payload)
+        elif encoding == "quoted-printable":
+            payload = quopri.decodestring(payload)
+    except binascii.Error:
+        pass  # shown as it came
+    filename = params.get("filename")
+    if filename is not None:
+        return name, f"<file {filename}, {len(payload)} bytes>"
+    return name, payload.decode("utf-8", "replace")
+
+
 def _multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
-    message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body
-    )
-    if not message.is_multipart():
+    """Form-data parts, read with hard caps (fields, header size) and in linear time."""
+    boundary = header_params(content_type).get("boundary", "")
+    if not 0 < len(boundary) <= 200:
         raise ValueError("multipart body without a usable boundary")
+    delimiter = b"--" + boundary.encode("latin-1", "replace")
+    chunks = body.split(delimiter, MAX_FIELDS + 1)
+    if len(chunks) > MAX_FIELDS + 1:
+        raise ValueError(f"more than {MAX_FIELDS} multipart parts")
+    if len(chunks) < 2:
+        raise ValueError("multipart body without its boundary")
     pairs = []
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        payload = part.get_payload(decode=True)
-        data = payload if isinstance(payload, bytes) else b""
-        filename = part.get_filename()
-        value = (
-            f"<file {filename}, {len(data)} bytes>" if filename else data.decode("utf-8", "replace")
-        )
-        pairs.append((name, value))
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            break  # the closing delimiter; an epilogue follows
+        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk.lstrip(b"\n")
+        chunk = chunk[:-2] if chunk.endswith(b"\r\n") else chunk.removesuffix(b"\n")
+        found = _part(chunk)
+        if found is not None:
+            pairs.append(found)
     return pairs
 
 
@@ -103,15 +155,24 @@ def _json_value(value: Any) -> str:
 
 def parse_params(method: str, content_type: str, body: bytes, query: str) -> Parsed:
     """Read the parameters a sender put in the body (form, multipart, JSON) or the query."""
-    query_pairs = parse_qsl(query, keep_blank_values=True, errors="replace") if query else []
+    query_pairs: list[tuple[str, str]] = []
     body_params: dict[str, str | list[str]] = {}
     error = None
+    if query:
+        try:
+            query_pairs = parse_qsl(
+                query, keep_blank_values=True, errors="replace", max_num_fields=MAX_FIELDS
+            )
+        except ValueError:
+            error = f"query not read: more than {MAX_FIELDS} fields"
     mime = content_type.split(";", 1)[0].strip().lower()
     try:
         if mime == "application/x-www-form-urlencoded" or (not mime and b"=" in body):
             text = body.decode("utf-8", "replace")
             # Decoded and unquoted with errors="replace": no lone surrogate can come out.
-            pairs = parse_qsl(text, keep_blank_values=True, errors="replace")
+            pairs = parse_qsl(
+                text, keep_blank_values=True, errors="replace", max_num_fields=MAX_FIELDS
+            )
             body_params = _collect(pairs, clean=False)
         elif mime.startswith("multipart/"):
             body_params = _collect(_multipart(content_type, body))
@@ -119,9 +180,13 @@ def parse_params(method: str, content_type: str, body: bytes, query: str) -> Par
             loaded = json.loads(body.decode("utf-8")) if body.strip() else {}
             if not isinstance(loaded, dict):
                 error = f"JSON body is a {type(loaded).__name__}, not an object"
+            elif len(loaded) > MAX_FIELDS:
+                raise ValueError(f"more than {MAX_FIELDS} fields")
             else:
                 body_params = {clean_text(k): clean_text(_json_value(v)) for k, v in loaded.items()}
     except (ValueError, RecursionError) as exc:
+        if "Max number of fields" in str(exc):
+            exc = ValueError(f"more than {MAX_FIELDS} fields")
         error = f"body could not be parsed as {mime or 'a form'}: {str(exc)[:120]}"
     # GET callbacks carry their parameters in the query; POST ones sign only the body.
     params = _collect(query_pairs) if method.upper() == "GET" else body_params

@@ -132,8 +132,10 @@ def _exit_code(core: Callable[[], ExitCode | None]) -> int:
     try:
         return int(core() or ExitCode.OK)
     except VerifyCliError as exc:
-        if _state["debug"]:
-            raise
+        if _state["debug"]:  # the traceback, and still the exit code the table promises
+            import traceback
+
+            traceback.print_exc()
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", ExitCode.INTERRUPTED)
@@ -141,7 +143,9 @@ def _exit_code(core: Callable[[], ExitCode | None]) -> int:
         _quiet_pipe_end()
     except OSError as exc:
         if _state["debug"]:
-            raise
+            import traceback
+
+            traceback.print_exc()
         _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", ExitCode.USAGE)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if _state["debug"]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -94,12 +96,31 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _env_file_there(path: Path) -> bool:
+    """Whether a .env is there to read; one that cannot be (a FIFO, which would block every
+    command, a folder, a link to nothing) is a ConfigError, not silently passed over."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise ConfigError(
+                f"{path} is a link to {os.readlink(path)}, which does not exist; "
+                "fix or remove the link"
+            ) from None
+        return False
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}; fix or remove it") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path} is not a regular file (a folder, a FIFO): fix or remove it")
+    return True
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
 ) -> Settings:
     """Settings from the real environment, falling back to `env_file` when it exists."""
     env = dict(os.environ if environ is None else environ)
-    if env_file is not None and env_file.exists():
+    if env_file is not None and _env_file_there(env_file):
         for key, value in read_env_file(env_file).items():
             env.setdefault(key, value)
 
@@ -108,13 +129,19 @@ def load_settings(
         return value or None
 
     store = get("VERIFYCLI_STORE")
+    try:
+        store_path = Path(store).expanduser() if store else default_store_path()
+    except RuntimeError:  # ~someone who is not a user here
+        raise ConfigError(
+            f"VERIFYCLI_STORE={store}: its ~ names no user here; give the full path"
+        ) from None
     return Settings(
         auth_id=get("PLIVO_AUTH_ID"),
         auth_token=_secret(get("PLIVO_AUTH_TOKEN")),
         main_auth_token=_secret(get("PLIVO_MAIN_AUTH_TOKEN")),
         app_uuid=get("PLIVO_VERIFY_APP_UUID"),
         ngrok_authtoken=_secret(get("NGROK_AUTHTOKEN")),
-        store_path=Path(store).expanduser() if store else default_store_path(),
+        store_path=store_path,
         api_url=get("VERIFYCLI_PLIVO_API_URL"),
         ui_token=_secret(get("VERIFYCLI_UI_TOKEN")),
     )
@@ -165,7 +192,7 @@ def check_target(url: str, flag: str) -> str:
 
 
 def check_timeout(seconds: float, flag: str = "--timeout") -> float:
-    """A wait given on the command line, which must be longer than nothing."""
-    if seconds <= 0:
-        raise ConfigError(f"{flag} must be more than 0 seconds")
+    """A wait given on the command line: finite (inf would never end) and longer than nothing."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{flag} must be more than 0 seconds, and finite; not {seconds}")
     return seconds

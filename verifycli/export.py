@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
@@ -12,6 +13,7 @@ from typing import IO, Any, Literal
 
 from verifycli.callbacks import PLIVO_FIELDS
 from verifycli.errors import ConfigError
+from verifycli.safe_text import json_safe
 
 Format = Literal["json", "jsonl", "csv"]
 FORMATS: tuple[Format, ...] = ("json", "jsonl", "csv")
@@ -40,6 +42,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "other_fields",
 )
 _KNOWN = frozenset(PLIVO_FIELDS.values())
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def parse_since(value: str) -> str:
@@ -50,14 +54,30 @@ def parse_since(value: str) -> str:
         text = text[:-1] + "+00:00"
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.astimezone()
+        return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    except (ValueError, OverflowError):
         raise ConfigError(
             f"--since needs an ISO 8601 time like 2026-11-28T09:30 or 2026-11-28T09:30:00Z, "
             f"not {value!r}"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def open_output(path: Path) -> IO[str]:
+    """`path` opened to write an export; a new file is 0600: exports hold phone numbers."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    return open(fd, "w", encoding="utf-8", newline="")
+
+
+def _cell(value: Any) -> Any:
+    """A text cell a spreadsheet will show, not run: formula-like text gets a leading '."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def csv_row(record: dict[str, Any]) -> list[Any]:
@@ -74,7 +94,7 @@ def csv_row(record: dict[str, Any]) -> list[Any]:
         "forward_error": fwd.get("error"),
         "other_fields": json.dumps(others, ensure_ascii=False) if others else None,
     }
-    return ["" if flat.get(name) is None else flat[name] for name in CSV_COLUMNS]
+    return ["" if flat.get(name) is None else _cell(flat[name]) for name in CSV_COLUMNS]
 
 
 def _chunks(lines: Iterable[str], size: int = 256) -> Iterator[str]:
@@ -95,7 +115,7 @@ def write(json_lines: Iterable[str], fmt: Format, out: IO[str]) -> int:
     def framed(first: str, between: str, after: str) -> Iterator[str]:
         nonlocal count
         for line in json_lines:
-            yield (between if count else first) + line + after
+            yield (between if count else first) + json_safe(line) + after
             count += 1
 
     if fmt == "jsonl":
@@ -107,7 +127,8 @@ def write(json_lines: Iterable[str], fmt: Format, out: IO[str]) -> int:
             out.write(chunk)
         out.write("\n]\n" if count else "]\n")
     else:
-        writer = csv.writer(out, lineterminator="\n")
+        # Every text cell quoted: a CR or newline inside one stays inside its row.
+        writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
         writer.writerow(CSV_COLUMNS)
         for line in json_lines:
             writer.writerow(csv_row(json.loads(line)))
@@ -119,9 +140,5 @@ def write_to(json_lines: Iterable[str], fmt: Format, output: Path | None) -> int
     """Write to `output` (a file, created or replaced) or to stdout when None; the count."""
     if output is None:
         return write(json_lines, fmt, sys.stdout)
-    try:
-        stream = output.open("w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise ConfigError(f"cannot write {output}: {exc.strerror}") from None
-    with stream:
+    with open_output(output) as stream:
         return write(json_lines, fmt, stream)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import logging
 import random
+import secrets
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -20,7 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from verifycli.callbacks import CallbackEvent, clean_text, encode_body, has_surrogates, parse_params
 from verifycli.errors import ConfigError, StoreWriteError
 from verifycli.plivo import http_base
-from verifycli.relay import Forwarder, check_target
+from verifycli.relay import FORWARDED_BY, Forwarder, check_target
 from verifycli.serving import bind
 from verifycli.signature import Checker, SignatureResult
 from verifycli.store import EventStore
@@ -33,6 +36,23 @@ FORWARD_TIMEOUT = 10.0
 # Plivo sends a callback in one go, so only stalled or hostile clients ever meet either.
 IDLE_TIMEOUT = 15.0
 BODY_TIMEOUT = 10.0
+# A body this large is read into an event on a worker thread, so that it cannot hold the event
+# loop (and every other callback) while it is parsed and its signature checked.
+INLINE_BODY = 64 * 1024
+# File descriptors kept back from the connection cap: the store's files, the tunnel, forwards,
+# and the connections asyncio accepts in one go (the backlog) before any can be closed.
+FD_RESERVE = 128
+BACKLOG = 64
+
+
+def check_callback_path(path: str) -> str:
+    """A callback path the listener stores (its health path is answered, not stored)."""
+    if path.split("?", 1)[0].rstrip("/") == HEALTH_PATH:
+        raise ConfigError(
+            f"--path {path} is the listener's health check, whose requests are not stored; "
+            "choose another path, such as /verify/callback"
+        )
+    return path
 
 
 class Sink(Protocol):
@@ -109,23 +129,71 @@ class ListenOptions:
             raise ConfigError("--max-body must be at least 1 byte")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0-65535, not {self.port}")
+        if not self.host.strip():
+            raise ConfigError(
+                "--host '' would listen on every interface: give 0.0.0.0 for that, "
+                "or 127.0.0.1 for this machine only"
+            )
         if self.answer_from_forward and not self.forward_to:
             raise ConfigError("--answer-from-forward needs --forward-to URL")
         if self.forward_to is not None:
             self.forward_to = check_target(self.forward_to, "--forward-to")
-            if self._forwards_to_itself(self.forward_to):
-                raise ConfigError(
-                    f"--forward-to {self.forward_to} is this listener: every callback would be "
-                    "forwarded to itself without end; give your app's address"
-                )
+            # Checked again once bound, when the port is known: see Listener.start.
+            if self.port and forwards_to_itself(self.forward_to, self.host, self.port):
+                raise _loop_error(self.forward_to)
 
-    def _forwards_to_itself(self, target: str) -> bool:
-        parts = urlsplit(target)
-        if self.port == 0 or (parts.port or {"http": 80, "https": 443}[parts.scheme]) != self.port:
-            return False
-        loopback = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"}
-        host = parts.hostname or ""
-        return host == self.host or (host in loopback and self.host in loopback | {""})
+
+def _loop_error(target: str) -> ConfigError:
+    return ConfigError(
+        f"--forward-to {target} is this listener: every callback would be "
+        "forwarded to itself without end; give your app's address"
+    )
+
+
+def _addresses(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Every address `host` names (any spelling: 0x7f000001, [::ffff:127.0.0.1], a name), an
+    IPv4-mapped IPv6 address as the IPv4 one it maps."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return set()
+    found: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        found.add(ip)
+    return found
+
+
+def _is_local(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `ip` is one of this machine's addresses: only those can be bound."""
+    if ip.is_loopback or ip.is_unspecified:
+        return True
+    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(ip), 0))
+    except OSError:
+        return False
+    return True
+
+
+def forwards_to_itself(target: str, host: str, port: int) -> bool:
+    """Whether a request to `target` would reach a listener bound to `host`:`port`."""
+    parts = urlsplit(target)
+    if (parts.port or {"http": 80, "https": 443}[parts.scheme]) != port:
+        return False
+    wanted = _addresses(parts.hostname or "")
+    if not wanted:
+        return False
+    bound = _addresses(host)
+    if any(ip.is_unspecified for ip in bound):  # 0.0.0.0 or ::, every local address
+        return any(_is_local(ip) for ip in wanted)
+    # A connect to 0.0.0.0 or :: reaches this machine's loopback.
+    if any(ip.is_unspecified for ip in wanted) and any(ip.is_loopback for ip in bound):
+        return True
+    return bool(wanted & bound)
 
 
 def _quiet_aiohttp() -> None:
@@ -155,12 +223,16 @@ class Listener:
     _local_base: str = ""
     _forwarder: Forwarder | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Marks the requests this listener forwards, so one that comes back is not sent again.
+    _instance: str = field(default_factory=lambda: secrets.token_hex(8))
+    _connections: ConnectionCap | None = None
+    _said: set[str] = field(default_factory=set)
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.options.max_body)
-        app.router.add_get(HEALTH_PATH, self._health)
+        app.router.add_get(HEALTH_PATH, self._health, allow_head=False)
         app.router.add_route("*", "/{tail:.*}", self._capture)
         return app
 
@@ -180,12 +252,26 @@ class Listener:
             # After an early answer (408, 413), read what is still coming this long, not 10 s.
             lingering_time=1.0,
         )
-        host, port = self.options.host, self.options.port
-        self.port = await bind(runner, host, port, "cannot listen", "--port")
+
+        def cap_connections(ready: web.AppRunner) -> None:
+            assert ready.server is not None
+            self._connections = ConnectionCap(ready.server, raise_open_files(), self._warn_once)
+
+        host = self.options.host
+        self.port = await bind(
+            runner, host, self.options.port, "cannot listen", "--port",
+            backlog=BACKLOG, set_up=cap_connections,
+        )  # fmt: skip
         self._runner = runner
-        self._local_base = http_base(self.options.host, self.port)
-        if self.options.forward_to:
-            self._forwarder = Forwarder(self.options.forward_to, FORWARD_TIMEOUT)
+        self._local_base = http_base(host, self.port)
+        target = self.options.forward_to
+        if target:
+            if await asyncio.to_thread(forwards_to_itself, target, host, self.port):
+                await runner.cleanup()
+                self._runner = None
+                raise _loop_error(target)
+            self._forwarder = Forwarder(target, FORWARD_TIMEOUT, self._instance)
+        _quiet_accept_errors(self._warn_once)
         return self._local_base
 
     @property
@@ -210,7 +296,9 @@ class Listener:
 
     # -- handlers ------------------------------------------------------------------------
 
-    async def _health(self, request: web.Request) -> web.Response:
+    async def _health(self, request: web.Request) -> web.StreamResponse:
+        if request.query_string:  # a GET callback sent here: stored like any other
+            return await self._capture(request)
         return web.json_response({"status": "ok", "received": self.stats.received})
 
     def _policy(self, event: CallbackEvent) -> int:
@@ -223,6 +311,8 @@ class Listener:
         return self.options.respond_status
 
     async def _capture(self, request: web.Request) -> web.StreamResponse:
+        if self._connections is not None:
+            self._connections.active(request.protocol)
         try:
             if request.content.is_eof():  # the whole body is here (the usual case): no wait
                 body = await request.read()
@@ -241,19 +331,33 @@ class Listener:
             )
             slow.force_close()
             raise slow from None
-        event = self.capture(request, body)
+        if len(body) <= INLINE_BODY:
+            event = self.capture(request, body)
+        else:
+            event = await asyncio.to_thread(self.capture, request, body)
         try:
             event = await self.store.append(event, self._policy)
         except StoreWriteError as exc:
             self.stats.write_errors += 1
-            self._warn(
+            self._store_notices()
+            self._warn_once(
                 f"could not store a callback in {self.store.path} ({exc}): check the disk has "
-                "room and the file is writable; answered 503 so Plivo retries"
+                "room and the file is writable; answered 503 so Plivo retries",
+                key="write",
             )
             return web.Response(status=503, text="verifycli could not store this callback\n")
+        self._said.discard("write")  # stored again: a new failure is worth a new warning
+        self._store_notices()
         self.stats.count(event)
         status = event.response_status or 200
-        if self._forwarder is None:
+        if self._forwarder is not None and self._instance in request.headers.get(FORWARDED_BY, ""):
+            self._warn_once(
+                f"a callback forwarded to {self._forwarder.target} came back to this listener: "
+                "it is stored, not forwarded again; check --forward-to",
+                key="loop",
+            )
+            self._publish(event)
+        elif self._forwarder is None:
             self._publish(event)
         else:
             self._publish(event, whole=False)
@@ -321,11 +425,115 @@ class Listener:
         self._publish(event, whole=True)
 
     def _publish(self, event: CallbackEvent, whole: bool | None = None) -> None:
-        """To every sink, or (forwarding) to those that want events now / only whole."""
-        for sink in self.sinks:
+        """To every sink, or (forwarding) to those that want events now / only whole.
+
+        A sink that fails (stdout closed by `| head`, stderr's file full) is dropped: the
+        answer is already on disk, and must be the answer the sender gets.
+        """
+        for sink in list(self.sinks):
             if whole is None or sink.whole == whole:
-                sink.event(event)
+                try:
+                    sink.event(event)
+                except Exception as exc:  # noqa: BLE001 - a view must not change an answer
+                    self.sinks.remove(sink)
+                    self._warn(f"stopped showing callbacks on one output ({exc})")
 
     def _warn(self, message: str) -> None:
         for sink in self.sinks:
-            sink.warn(message)
+            with contextlib.suppress(Exception):
+                sink.warn(message)
+
+    def _warn_once(self, message: str, key: str | None = None) -> None:
+        """Warn, unless a warning of the same kind (`key`, else the text) was given already."""
+        key = key or message
+        if key not in self._said:
+            self._said.add(key)
+            self._warn(message)
+
+    def _store_notices(self) -> None:
+        while (notice := self.store.take_notice()) is not None:
+            self._warn(notice)
+
+
+def raise_open_files() -> int:
+    """Raise the soft limit of open files to the hard one (as Go's runtime does at start);
+    returns the limit now in force."""
+    try:
+        import resource
+    except ImportError:  # not on this platform: no limit we can read
+        return 1 << 16
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    return int(soft) if soft != resource.RLIM_INFINITY else 1 << 16
+
+
+class ConnectionCap:
+    """Keeps open connections below the open-files limit: past the cap, the longest-idle ones
+    are closed, so idle or hostile clients cannot starve a real callback of a socket."""
+
+    def __init__(self, server: web.Server, open_files: int, warn: Callable[..., None]) -> None:
+        self.cap = max(8, open_files - min(FD_RESERVE + BACKLOG, open_files // 2))
+        self._server = server
+        self._warn = warn
+        # Connections by last activity, oldest first.
+        self._order: dict[object, None] = {}
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+            made(handler, transport)
+            self._order[handler] = None
+            if len(self._order) > self.cap:
+                self._shed()
+
+        def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+            lost(handler, exc)
+            self._order.pop(handler, None)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    def active(self, handler: object) -> None:
+        """`handler` is serving a request: it is not idle."""
+        if self._order.pop(handler, 0) is None:
+            self._order[handler] = None
+
+    def _shed(self) -> None:
+        excess = len(self._order) - self.cap + max(1, self.cap // 16)
+        for handler in list(self._order):
+            if excess <= 0:
+                break
+            if getattr(handler, "_request_in_progress", False):
+                continue
+            self._order.pop(handler, None)
+            handler.force_close()  # type: ignore[attr-defined]
+            excess -= 1
+        self._warn(
+            f"more than {self.cap} connections open at once: closing the longest idle ones "
+            "(someone may be flooding this listener)",
+            key="connections",
+        )
+
+
+def _quiet_accept_errors(warn: Callable[..., None]) -> None:
+    """asyncio logs each failed accept (no file descriptors left) with a traceback, over and
+    over; one warning says it instead."""
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if "socket.accept() out of system resource" in str(context.get("message", "")):
+            warn(
+                "no file descriptors left to accept connections: some were refused",
+                key="connections",
+            )
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

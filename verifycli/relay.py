@@ -16,6 +16,7 @@ from yarl import URL
 
 from verifycli.callbacks import CallbackEvent
 from verifycli.config import check_target as check_target  # re-exported for listener, cli
+from verifycli.config import check_timeout
 
 T = TypeVar("T")
 
@@ -34,8 +35,14 @@ HOP_BY_HOP = frozenset(
         "upgrade",
         "host",
         "content-length",
+        # The body is stored as it was after decoding (aiohttp undoes gzip), so it is sent on
+        # as that: saying gzip would make the receiver unpack plain bytes.
+        "content-encoding",
     }
 )
+# Added to each forwarded request, naming the listener that sent it on: a request that comes
+# back to that listener (a forward loop through some address we did not recognise) stops.
+FORWARDED_BY = "X-Verifycli-Forwarded-By"
 # aiohttp adds these unless told not to; a relayed request carries only what the sender sent.
 _AUTO_HEADERS = ("Content-Type", "User-Agent", "Accept", "Accept-Encoding")
 BODY_HEAD_BYTES = 2048
@@ -195,6 +202,7 @@ async def replay(
 ) -> list[Outcome]:
     """Send stored callbacks to `target` one after another, in the order given."""
     check_target(target, "--to")
+    check_timeout(timeout)
 
     def one(session: aiohttp.ClientSession, event: CallbackEvent) -> Awaitable[Outcome]:
         return deliver(session, event, target, timeout)
@@ -205,16 +213,34 @@ async def replay(
 class Forwarder:
     """Forwards each live callback to the user's app, without holding up the answer to Plivo."""
 
-    def __init__(self, target: str, timeout: float) -> None:
+    def __init__(self, target: str, timeout: float, instance: str = "") -> None:
         self.target = check_target(target, "--forward-to")
         self.timeout = timeout
+        self.instance = instance
         self._session: aiohttp.ClientSession | None = None
 
     async def send(self, event: CallbackEvent) -> dict[str, Any]:
         if self._session is None:
-            # The app's answer is only timed and kept in part, never unpacked.
-            self._session = aiohttp.ClientSession(auto_decompress=False)
-        outcome = await deliver(self._session, event, self.target, self.timeout)
+            # The app's answer is only timed and kept in part, never unpacked. Few sockets: a
+            # flood of callbacks must not use up the listener's file descriptors.
+            self._session = aiohttp.ClientSession(
+                auto_decompress=False, connector=aiohttp.TCPConnector(limit=32)
+            )
+        headers = end_to_end_headers(event.headers)
+        if self.instance:
+            before = next(
+                (v for k, v in headers.items() if k.lower() == "x-verifycli-forwarded-by"), ""
+            )
+            headers = {k: v for k, v in headers.items() if k.lower() != "x-verifycli-forwarded-by"}
+            headers[FORWARDED_BY] = f"{before}, {self.instance}" if before else self.instance
+        outcome = await send(
+            self._session,
+            event.method,
+            wire_url(self.target, event.query),
+            event.raw_body(),
+            headers,
+            self.timeout,
+        )
         return outcome.to_forward()
 
     async def close(self) -> None:

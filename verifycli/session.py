@@ -29,7 +29,7 @@ from verifycli.config import (
 )
 from verifycli.errors import ConfigError, ExitCode, TunnelError
 from verifycli.flows import ListenSpec, Running, run_until_signal, running_listener
-from verifycli.listener import ListenOptions, Sink
+from verifycli.listener import ListenOptions, Sink, check_callback_path
 from verifycli.plivo import (
     CHANNEL_FAILED,
     DELIVERED,
@@ -113,6 +113,7 @@ class SessionRun:
             raise ConfigError(f"--code-length must be 4 to 8, not {self.code_length}")
         if not self.path.startswith("/"):
             self.path = "/" + self.path
+        self.path = check_callback_path(self.path)
         check_timeout(self.timeout)
         if self.otp is not None and not self.prompt:
             raise ConfigError("--otp and --no-prompt do not go together: pick one")

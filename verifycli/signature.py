@@ -42,7 +42,11 @@ HEADER: dict[Scheme, str] = {
 }
 NONCE_HEADER = {"v3": "X-Plivo-Signature-V3-Nonce", "v2": "X-Plivo-Signature-V2-Nonce"}
 _TOKEN_NAME = {False: "PLIVO_AUTH_TOKEN", True: "PLIVO_MAIN_AUTH_TOKEN"}
-_MAX_SIGNATURES = 64  # a header with more candidates is checked on its first 64 only
+# A header may carry several comma-separated signatures; only the first 64 are tried, so one
+# request cannot buy unbounded HMAC work. The README says so.
+_MAX_SIGNATURES = 64
+# The only methods Plivo calls back with; plivo.utils refuses to validate V3 for any other.
+_SIGNED_METHODS = ("GET", "POST")
 
 
 @dataclass(frozen=True)
@@ -245,11 +249,15 @@ class Checker:
         params: Params,
         local_url: str | None,
     ) -> SignatureResult:
+        # An empty (or absent) nonce is checked as plivo.utils checks it: as the empty string.
         nonce = headers.get(NONCE_HEADER[family], "")
         first = present[0]
-        if not nonce:
+        if method.upper() not in _SIGNED_METHODS:
             return SignatureResult(
-                "invalid", first, f"{HEADER[first]} is present but {NONCE_HEADER[family]} is empty"
+                "invalid",
+                first,
+                f"Plivo sends callbacks as GET or POST, and this is a {method.upper()}: "
+                "its signature is not Plivo's for this request",
             )
         checkable = [s for s in present if self._tokens[s.startswith("ma-")]]
         if not checkable:
@@ -306,8 +314,9 @@ class Checker:
             flipped = "POST" if method.upper() == "GET" else "GET"
             if _matches(scheme, flipped, url, params, nonce, token, sent):
                 return f"signed as a {flipped} request but received as {method.upper()}"
+        empty = f" ({NONCE_HEADER[scheme[-2:]]} is empty)" if not nonce else ""
         return (
-            f"{scheme} does not match {_TOKEN_NAME[is_main]} for {url}: wrong token, "
+            f"{scheme} does not match {_TOKEN_NAME[is_main]} for {url}{empty}: wrong token, "
             "or the URL or body changed on the way"
         )
 

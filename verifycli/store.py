@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ _BATCH_MAX = 512
 _CHECKPOINT_EVERY = 0.1
 _WRITER_CHECKPOINT = 10_000
 _FETCH = 1000
+_SQLITE_MAX_INT = 2**63 - 1  # the largest id or LIMIT SQLite can take
 
 _SCHEMA = """
 CREATE TABLE events (
@@ -121,26 +123,54 @@ def _inspect(path: Path) -> None:
     if head != _SQLITE_MAGIC:
         raise foreign
     try:
-        # Even a read-only look at a WAL file leaves -wal and -shm beside it; with no -wal there,
-        # the file is whole and can be read as immutable, which creates nothing.
-        idle = not path.with_name(path.name + "-wal").exists()
+        # Even a read-only look at a WAL file leaves -wal and -shm beside it; with no -wal (or
+        # -journal: a store being created) there, the file is whole and can be read as
+        # immutable, which creates nothing.
+        idle = not any(path.with_name(path.name + s).exists() for s in ("-wal", "-journal"))
         mode = "mode=ro&immutable=1" if idle else "mode=ro"
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)
+        # A timeout: another listen may be creating this very file this instant (locked).
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, timeout=5)
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a whole database?
         finally:
             conn.close()
     except sqlite3.DatabaseError:
         raise foreign from None
-    if app_id != APPLICATION_ID and (app_id != 0 or tables):
+    # Our stores get their application id in the transaction that creates them, so a file
+    # without it, even an empty SQLite database, is someone else's.
+    if app_id != APPLICATION_ID:
         raise foreign
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"{path} was written by a newer verifycli (schema {version}, this one reads "
             f"{SCHEMA_VERSION}); upgrade verifycli or use another --store"
         )
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file is at `path` (device, inode); None when none is."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+def _retry_locked(run: Callable[[], T], seconds: float = 5.0) -> T:
+    """`run`, again while another process holds the lock SQLite's busy timeout does not wait
+    for (switching a new file to WAL)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return run()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _row_json(row: tuple[int, str, int | None, int | None, str | None]) -> str:
@@ -180,6 +210,10 @@ class EventStore:
         self.path = path
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._conn = self._open_writer(path)
+        self._identity = _identity(path)
+        self._generation = 0  # bumped when the file is opened again (it was deleted or replaced)
+        self._notices: list[str] = []
+        self._lost = False  # the file at the path is not ours: said once, until it is again
         self._thread = threading.Thread(
             target=self._write_loop, name="verifycli-store", daemon=True
         )
@@ -195,7 +229,8 @@ class EventStore:
     @staticmethod
     def _open_writer(path: Path) -> sqlite3.Connection:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # A new folder is the user's only: the store holds phone numbers.
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             # mkdir says "File exists" or "Not a directory" when a file is where a folder goes.
             in_the_way = isinstance(exc, (FileExistsError, NotADirectoryError))
@@ -207,24 +242,68 @@ class EventStore:
         if path.exists() and path.stat().st_size > 0:
             _inspect(path)
         try:
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            # SQLite opens a file it may not write read-only, without a word: every callback
+            # would then be answered 503. Say so now (the folder takes the -wal file).
+            for where in (path, path.parent):
+                if not os.access(where, os.W_OK):
+                    raise OSError(13, "permission denied", str(where))
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA journal_mode = WAL")
+            # Created in one transaction in rollback mode, before WAL: another process opening
+            # the same new file at the same moment sees nothing or a whole store, never half.
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+            _retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_CHECKPOINT}")
-            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-                conn.executescript(
-                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA application_id = {APPLICATION_ID};"
-                    f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                )
-            else:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(
                 f"cannot write the store {path}: {exc}; choose a writable --store"
             ) from None
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write the store {path} ({exc.strerror}); choose a writable --store"
+            ) from None
         return conn
+
+    def take_notice(self) -> str | None:
+        """A message for the user about the store itself (it was deleted, replaced), once."""
+        return self._notices.pop(0) if self._notices else None
+
+    def _still_ours(self) -> bool:
+        """Whether the file at the path is still the one we write to; when it was deleted or
+        replaced, open what is at the path now (a new store if nothing is). Writer thread only."""
+        if _identity(self.path) == self._identity:
+            return True
+        try:
+            conn = self._open_writer(self.path)
+        except StoreError as exc:
+            if not self._lost:
+                self._lost = True
+                self._notices.append(
+                    f"the store {self.path} was deleted or replaced while listening and cannot "
+                    f"be opened again ({exc}); callbacks are answered 503 until it can"
+                )
+            return False
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        self._conn = conn
+        self._identity = _identity(self.path)
+        self._generation += 1
+        self._lost = False
+        self._notices.append(
+            f"the store {self.path} was deleted or replaced while listening: callbacks now go "
+            "to the file at that path (events stored before are not in it)"
+        )
+        return True
 
     # -- writing -------------------------------------------------------------------------
 
@@ -251,6 +330,8 @@ class EventStore:
     def _commit(self, jobs: list[_Job]) -> None:
         done: list[tuple[_Job, Any, BaseException | None]] = []
         try:
+            if not self._still_ours():
+                raise OSError(f"{self.path} is not the store it was")
             self._conn.execute("BEGIN IMMEDIATE")
             for job in jobs:
                 try:
@@ -260,6 +341,9 @@ class EventStore:
                     # callbacks committed with it.
                     done.append((job, None, exc))
             self._conn.execute("COMMIT")
+            # Deleted while we wrote: committed to a file nobody can find, so not stored.
+            if _identity(self.path) != self._identity:
+                raise OSError(f"{self.path} was deleted or replaced as this was written")
             self._committed.set()
         except (sqlite3.Error, OSError) as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -280,10 +364,18 @@ class EventStore:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error:
             return  # the writer still checkpoints at _WRITER_CHECKPOINT pages
+        generation = self._generation
         try:
             while not self._stop.is_set():
                 self._committed.wait()
                 self._committed.clear()
+                if generation != self._generation:  # the writer opened the file anew
+                    conn.close()
+                    generation = self._generation
+                    try:
+                        conn = sqlite3.connect(self.path, isolation_level=None)
+                    except sqlite3.Error:
+                        return
                 # PASSIVE: never waits for, nor blocks, the writer or a reader.
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -340,12 +432,28 @@ class EventStore:
         self.close()
 
 
+def content_digest(event: CallbackEvent) -> str:
+    """What a nonce vouches for: the body and, when there is one, the query and the method.
+
+    V2 signs neither body nor query, so a V2 nonce seen again on a different query (a GET
+    callback's fields) is as much a replay as one on a different body. A POST without a query
+    is digested as its body alone, as stores written before this were.
+    """
+    body = event.raw_body()
+    if not event.query and event.method == "POST":
+        return hashlib.sha256(body).hexdigest()
+    query = event.query.encode("utf-8", "surrogateescape")
+    head = f"{event.method} {len(body)} {len(query)}\n".encode("utf-8", "surrogateescape")
+    return hashlib.sha256(head + body + query).hexdigest()
+
+
 def _insert(conn: sqlite3.Connection, event: CallbackEvent, policy: Policy | None) -> CallbackEvent:
     """Settle retry and replay against what is already stored, then insert; writer thread only."""
-    digest = event.body_sha256 or hashlib.sha256(event.raw_body()).hexdigest()
+    digest = event.body_sha256 or content_digest(event)
     event.body_sha256 = digest
     nonce = event.signature.nonce
-    if nonce and event.signature.verdict == "valid":
+    # An empty nonce is a nonce too: every request signed with it shares it.
+    if nonce is not None and event.signature.verdict == "valid":
         seen = conn.execute(
             "SELECT id, body_sha256 FROM events WHERE nonce = ? AND verdict = 'valid'"
             " ORDER BY id LIMIT 1",
@@ -420,6 +528,8 @@ class StoreReader:
         """Each selected record as a JSON line (no newline), oldest first, streamed."""
         where, args = filters.where()
         columns = "id, record, retry_of, response_status, forward"
+        if limit is not None and limit > _SQLITE_MAX_INT:
+            raise ConfigError(f"--limit must be at most 2**63-1 ({_SQLITE_MAX_INT}), not {limit}")
         if limit is not None:
             sql = (
                 f"SELECT * FROM (SELECT {columns} FROM events{where} ORDER BY id DESC LIMIT ?)"
@@ -449,8 +559,9 @@ class StoreReader:
             yield CallbackEvent.from_record(record)
 
     def get(self, event_id: int) -> CallbackEvent:
-        for event in self.iter_events(Filters(ids=(event_id,))):
-            return event
+        if 0 <= event_id <= _SQLITE_MAX_INT:
+            for event in self.iter_events(Filters(ids=(event_id,))):
+                return event
         raise EventNotFound(f"no event #{event_id} in {self.path}; `verifycli events` lists them")
 
     def count(self, filters: Filters = Filters()) -> int:

@@ -17,7 +17,6 @@ from urllib.parse import parse_qsl
 from rich import box
 from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
-from rich.control import strip_control_codes
 from rich.live import Live
 from rich.panel import Panel
 from rich.spinner import Spinner
@@ -29,6 +28,7 @@ from verifycli import layout
 from verifycli.callbacks import PLIVO_FIELDS, CallbackEvent
 from verifycli.errors import ConfigError
 from verifycli.plivo import DONE, FAILED, ON_ITS_WAY
+from verifycli.safe_text import json_safe, safe, safe_lines
 
 if TYPE_CHECKING:
     from verifycli.check import Result
@@ -70,12 +70,12 @@ def error_console() -> Console:
 
 def print_error(message: str, console: Console | None = None) -> None:
     console = console or error_console()
-    console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    console.print(Text.assemble(("error: ", "bold red"), safe_lines(message)), soft_wrap=True)
 
 
 def print_warning(message: str, console: Console | None = None) -> None:
     console = console or error_console()
-    console.print(Text.assemble(("warning: ", "bold yellow"), message), soft_wrap=True)
+    console.print(Text.assemble(("warning: ", "bold yellow"), safe_lines(message)), soft_wrap=True)
 
 
 def print_note(message: str, console: Console | None = None) -> None:
@@ -117,7 +117,8 @@ def _cell_text(value: object) -> str:
     control characters plugs in at this one point.
     """
     text = "" if value is None else str(value)
-    return " ".join(text.split()) if any(c in text for c in "\t\n\r\v\f") else text
+    text = " ".join(text.split()) if any(c in text for c in "\t\n\r\v\f") else text
+    return safe(text)
 
 
 def _verdict_mark(verdict: str) -> str:
@@ -160,7 +161,7 @@ def forward_summary(forward: dict[str, Any]) -> str:
     took = f" in {elapsed:.0f} ms" if isinstance(elapsed, (int, float)) else ""
     if status is not None:
         return f"{status}{took}"
-    return f"✗ {forward.get('error') or 'no answer'}"
+    return f"✗ {safe(str(forward.get('error') or 'no answer'))}"
 
 
 def _short_error(error: str) -> str:
@@ -373,11 +374,13 @@ def _header_panel(header: Header) -> Panel:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
-    grid.add_row("public URL", header.public_url or Text("none: listening locally only", "yellow"))
-    grid.add_row("local", header.local_url)
-    grid.add_row("store", Text(header.store_path))
+    # Text, not str: a path or URL with "[/]" in it is not Rich markup.
+    public = Text(safe(header.public_url)) if header.public_url else None
+    grid.add_row("public URL", public or Text("none: listening locally only", "yellow"))
+    grid.add_row("local", Text(safe(header.local_url)))
+    grid.add_row("store", Text(safe(header.store_path)))
     if header.inspector_url:
-        grid.add_row("inspector", header.inspector_url)
+        grid.add_row("inspector", Text(safe(header.inspector_url)))
     counts = header.counts()
     line = Text()
     for name, value in counts.items():
@@ -600,7 +603,7 @@ class LiveView:
             console.print(Text(line), highlight=False, soft_wrap=True)
         elif not console.quiet:
             stream = console.file
-            stream.write(strip_control_codes(line) + "\n")
+            stream.write(line + "\n")  # made safe by plain_line
             stream.flush()
 
     def ask_code(self, attempt: int, tries: int) -> str | None:
@@ -686,8 +689,15 @@ class JsonLines:
             self.session_filter
         ):
             return
-        self.stream.write(event.to_json() + "\n")
-        self.stream.flush()
+        try:
+            self.stream.write(json_safe(event.to_json()) + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            # The reader left (`| head`): stdout now goes nowhere, so neither this nor Python's
+            # flush at exit fails again; the listener drops this sink and goes on storing.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            raise
 
     def warn(self, message: str) -> None:
         """Warnings are for people; they never go to the data stream."""
@@ -753,6 +763,7 @@ def _pretty_body(event: CallbackEvent) -> RenderableType:
     if event.body_encoding == "base64":
         size = len(event.raw_body())
         return Text(f"(not UTF-8: {size} bytes, shown base64) {event.body[:400]}", style="dim")
+    # Shown as it was sent, but for control characters: as escapes, never raw.
     if not event.body:
         return Text("(empty)", style="dim")
     mime = event.content_type.split(";", 1)[0].strip().lower()
@@ -762,12 +773,13 @@ def _pretty_body(event: CallbackEvent) -> RenderableType:
         except (ValueError, RecursionError):
             pass
         else:
+            pretty = safe_lines(json_safe(pretty))
             return Syntax(_clip(pretty), "json", word_wrap=True, background_color="default")
     if mime == "application/x-www-form-urlencoded":
         pairs = parse_qsl(event.body, keep_blank_values=True)
         if pairs:
             return _name_values(pairs)
-    return Text(_clip(event.body))
+    return Text(_clip(safe_lines(event.body)))
 
 
 def _clip(text: str) -> str:
@@ -782,8 +794,8 @@ def _name_values(pairs: Iterable[tuple[str, str]], style: Callable[[str], str] =
     grid.add_column(style="cyan", no_wrap=True)
     grid.add_column(overflow="fold")
     for name, value in pairs:
-        shown = Text(value, style=style(value)) if value else Text("(blank)", style="dim")
-        grid.add_row(Text(name), shown)
+        shown = Text(safe(value), style=style(value)) if value else Text("(blank)", style="dim")
+        grid.add_row(Text(safe(name)), shown)
     return grid
 
 
@@ -809,8 +821,9 @@ def print_event_detail(console: Console, event: CallbackEvent, chain: list[int])
     request = Table.grid(padding=(0, 2))
     request.add_column(style="bold", no_wrap=True)
     request.add_column(overflow="fold")
-    request.add_row("request", Text.assemble((event.method, "bold"), " ", event.url))
-    request.add_row("body", Text(f"{event.content_type or 'no content type'}, {size} bytes"))
+    request.add_row("request", Text.assemble((safe(event.method), "bold"), " ", safe(event.url)))
+    kind = safe(event.content_type) or "no content type"
+    request.add_row("body", Text(f"{kind}, {size} bytes"))
     console.print(request)
     # An empty grid would measure as wide as the console: a piped one is not cut to a width.
     headers: RenderableType = (
@@ -840,9 +853,9 @@ def print_event_detail(console: Console, event: CallbackEvent, chain: list[int])
         verdict.append(f" ({sig.scheme})")
     outcome.add_row("signature", verdict)
     if sig.detail:
-        outcome.add_row("", Text(sig.detail))
+        outcome.add_row("", Text(safe(sig.detail)))
     if sig.verdict not in ("unsigned",):
-        outcome.add_row("checked for", Text(event.url, style="dim"))
+        outcome.add_row("checked for", Text(safe(event.url), style="dim"))
     outcome.add_row("deliveries", _chain_text(event, chain))
     outcome.add_row("answer", _answer_cell(event))
     if event.forward:
@@ -851,7 +864,7 @@ def print_event_detail(console: Console, event: CallbackEvent, chain: list[int])
         outcome.add_row(
             "forwarded",
             Text.assemble(
-                f"{fwd.get('url')}  ",
+                f"{safe(str(fwd.get('url')))}  ",
                 (forward_summary(fwd), _ok_style(status if isinstance(status, int) else None)),
             ),
         )
@@ -864,19 +877,19 @@ def print_answer(console: Console, label: str, outcome: Outcome, lines: int = 5)
     A request that got no answer at all is one error line.
     """
     if outcome.status is None:
-        print_error(f"{label}: {outcome.error}")
+        print_error(safe(f"{label}: {outcome.error}"))
         return
-    console.print(Text(label), soft_wrap=True)
+    console.print(Text(safe(label)), soft_wrap=True)
     status = Text.assemble(
         "  ",
-        (f"{outcome.status} {outcome.reason}".rstrip(), f"bold {_ok_style(outcome.status)}"),
+        (safe(f"{outcome.status} {outcome.reason}".rstrip()), f"bold {_ok_style(outcome.status)}"),
         (f" in {outcome.elapsed_ms:.1f} ms", "dim"),
     )
     console.print(status)
     body = outcome.body_head.splitlines()
     for line in body[:lines]:
         shown = line if len(line) <= 160 else line[:159] + "…"
-        console.print(Text.assemble(("  │ ", "dim"), shown), soft_wrap=True)
+        console.print(Text.assemble(("  │ ", "dim"), safe(shown)), soft_wrap=True)
     if len(body) > lines:
         console.print(Text(f"  │ … {len(body) - lines} more lines", style="dim"))
 
@@ -942,7 +955,7 @@ def print_check_report(console: Console, results: Iterable[Result], target: str)
         if not (result.passed and result.required):
             style = "red" if result.required else "yellow"
             mark = Text("✗" if not result.passed else "·", style=style)
-            why.add_row(mark, Text.assemble((f"{result.check}: ", "bold"), result.detail))
+            why.add_row(mark, Text.assemble((f"{result.check}: ", "bold"), safe(result.detail)))
     console.print(table)
     if why.row_count:
         console.print(why)
@@ -1004,7 +1017,7 @@ def print_listen_summary(header: Header) -> None:
 
 
 def print_record(record: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_safe(json.dumps(record, ensure_ascii=False)) + "\n")
 
 
 class Answers:
@@ -1082,7 +1095,7 @@ def list_events(
     if as_json:
         written = 0
         for line in reader.iter_json(filters, cap):
-            sys.stdout.write(line + "\n")
+            sys.stdout.write(json_safe(line) + "\n")
             written += 1
         sys.stdout.flush()
         if not written:
@@ -1119,7 +1132,7 @@ def simulator_lines(as_json: bool, demo_token: str | None) -> Callable[[dict[str
 
     def shown(event: dict[str, Any]) -> None:
         if as_json:
-            line = json.dumps(event, ensure_ascii=False)
+            line = json_safe(json.dumps(event, ensure_ascii=False))
         else:
             line = unprintable.sub("?", describe(event))
             if event["event"] == "listening" and demo_token:
