@@ -103,13 +103,14 @@ async def test_json_body(listener: Listener, http: aiohttp.ClientSession) -> Non
 
 
 async def test_multipart_body(listener: Listener, http: aiohttp.ClientSession) -> None:
-    """A multipart form is parsed into fields."""
-    form = aiohttp.FormData()
+    """A multipart form (really sent as multipart/form-data) is parsed into fields."""
+    form = aiohttp.FormData(default_to_multipart=True)
     form.add_field("ChannelStatus", "sent")
     form.add_field("ChannelErrorCode", "")
     async with http.post(listener.local_url + "/hook", data=form(), headers={}) as r:
         assert r.status == 200
     [event] = StoreReader(listener.store.path).iter_events()
+    assert (event.content_type or "").startswith("multipart/form-data; boundary=")
     assert event.fields == {"ChannelStatus": "sent", "ChannelErrorCode": ""}
 
 
