@@ -132,6 +132,11 @@ def test_no_secret_reaches_output_store_exports_or_what_is_sent_on(
         public = cli.wait_for(r"https://\S+ngrok\S+").group(0) + "/cb"
         for token in (AUTH_TOKEN, "some-other-token", MAIN_TOKEN):
             assert post_signed(local, "/cb", fields("listened"), token, signed_url=public) == 200
+        # While listen runs, the newest records live in the WAL: read it before it is folded in.
+        live = {p.name: p.read_bytes() for p in work.iterdir() if p.name.startswith(store.name)}
+        assert store.name + "-wal" in live
+        for name, data in live.items():
+            written[f"file {name} while listening"] = data.decode("utf-8", "replace")
         cli.proc.send_signal(signal.SIGTERM)
         assert cli.finish() == 0
     finally:
