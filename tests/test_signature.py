@@ -279,3 +279,21 @@ def test_senders_sign_v2_by_default_and_v3_only_when_asked() -> None:
     }
     both = signed_headers("POST", "https://example.com/cb", {"a": "1"}, "tok", "main", ("v3", "v2"))
     assert "X-Plivo-Signature-Ma-V3" in both and "X-Plivo-Signature-V3-Nonce" in both
+
+
+@pytest.mark.parametrize(
+    ("ma_token", "verdict", "scheme"),
+    [(MAIN, "valid", "ma-v2"), ("not-the-main-token", "invalid", "v2")],
+)
+def test_ma_v2_alone_decides_the_verdict(ma_token: str, verdict: str, scheme: str) -> None:
+    """V2 signed with a wrong token: the verdict is valid exactly when Ma-V2 matches the main
+    account's token (a main account signs Ma-V2 only with its own token)."""
+    headers = CIMultiDict(
+        {
+            "X-Plivo-Signature-V2": ref_v2(URL, "55", "a-token-nobody-configured"),
+            "X-Plivo-Signature-Ma-V2": ref_v2(URL, "55", ma_token),
+            "X-Plivo-Signature-V2-Nonce": "55",
+        }
+    )
+    result = Checker(TOKEN, MAIN).check("POST", URL, headers, PARAMS)
+    assert (result.verdict, result.scheme) == (verdict, scheme)
