@@ -395,3 +395,39 @@ async def test_online_server_error(tmp_path: Path) -> None:
         check = await doctor.check_plivo_api(settings)
     assert check.failed and "server error (500)" in check.detail
     assert GOOD_TOKEN not in check.detail
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under `root` with its size and modification time."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("store_exists", [False, True], ids=["no store yet", "store in use"])
+def test_doctor_writes_nothing(tmp_path: Path, ngrok_bin: str, store_exists: bool) -> None:
+    """doctor only looks: no file or folder is created or changed, the store's included."""
+    from conftest import cli_env
+    from procs import run_cli
+
+    store = tmp_path / "data" / "events.sqlite3"
+    if store_exists:
+        with EventStore(store):
+            pass
+    (tmp_path / "home").mkdir()
+    env = cli_env(
+        PLIVO_AUTH_ID=AUTH_ID,
+        PLIVO_AUTH_TOKEN=GOOD_TOKEN,
+        NGROK_AUTHTOKEN=NGROK_TOKEN,
+        PYNGROK_NGROK_PATH=ngrok_bin,
+        VERIFYCLI_STORE=str(store),
+        HOME=str(tmp_path / "home"),
+        XDG_CONFIG_HOME=str(tmp_path / "home" / ".config"),
+        XDG_DATA_HOME=str(tmp_path / "home" / ".local" / "share"),
+    )
+    before = _tree(tmp_path)
+    result = run_cli(["doctor", "--port", str(closed_port())], env, cwd=tmp_path)
+    assert result.returncode in (0, 2), result.stderr
+    assert "store" in (result.stdout + result.stderr).lower()
+    assert _tree(tmp_path) == before
