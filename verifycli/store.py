@@ -103,6 +103,16 @@ class Filters:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection that leaves nothing behind. Even a read-only look at a WAL file
+    leaves -wal and -shm beside it; with no -wal (or -journal: a store being created) there,
+    the file is whole and can be read as immutable, which creates nothing."""
+    idle = not any(path.with_name(path.name + s).exists() for s in ("-wal", "-journal"))
+    mode = "mode=ro&immutable=1" if idle else "mode=ro"
+    # A timeout: another listen may be creating this very file this instant (locked).
+    return sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, timeout=5)
+
+
 def _inspect(path: Path) -> None:
     """Refuse, without writing a byte, a file that is not a verifycli store of a known version."""
     if path.is_dir():
@@ -123,13 +133,7 @@ def _inspect(path: Path) -> None:
     if head != _SQLITE_MAGIC:
         raise foreign
     try:
-        # Even a read-only look at a WAL file leaves -wal and -shm beside it; with no -wal (or
-        # -journal: a store being created) there, the file is whole and can be read as
-        # immutable, which creates nothing.
-        idle = not any(path.with_name(path.name + s).exists() for s in ("-wal", "-journal"))
-        mode = "mode=ro&immutable=1" if idle else "mode=ro"
-        # A timeout: another listen may be creating this very file this instant (locked).
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, timeout=5)
+        conn = _connect_read_only(path)
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -516,7 +520,7 @@ class StoreReader:
             yield None
             return
         try:
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            conn = _connect_read_only(self.path)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the store {self.path}: {exc}") from None
         try:
