@@ -10,6 +10,7 @@ from verifycli.config import (
     ENV_VARS,
     Secret,
     check_auth_id,
+    check_target,
     default_store_path,
     load_settings,
     read_env_file,
@@ -26,6 +27,7 @@ FIELDS = {
     "NGROK_AUTHTOKEN": ("ngrok-token", lambda s: s.ngrok_authtoken.reveal()),
     "VERIFYCLI_STORE": ("/tmp/x/events.sqlite3", lambda s: str(s.store_path)),
     "VERIFYCLI_PLIVO_API_URL": ("http://127.0.0.1:9/", lambda s: s.api_url),
+    "VERIFYCLI_UI_TOKEN": ("ui-token-0123456789", lambda s: s.ui_token.reveal()),
 }
 
 
@@ -111,3 +113,22 @@ def test_missing_token_says_what_to_set() -> None:
         require_token(None)
     assert str(caught.value) == "PLIVO_AUTH_TOKEN is not set: export it or put it in .env"
     assert require_token(Secret("t")).reveal() == "t"
+
+
+def test_a_secret_never_shows_its_value() -> None:
+    """repr, str, format and f-strings of a Secret all show stars; equality and hashing still
+    compare the values, and an empty secret is false."""
+    secret = Secret("s3cr3t-value")
+    shown = [repr(secret), str(secret), f"{secret}", f"{secret:>20}", format(secret, "")]
+    assert all("s3cr3t" not in text for text in shown)
+    assert repr(secret) == "Secret('********')" and str(secret) == "********"
+    assert secret == Secret("s3cr3t-value") and secret != Secret("other")
+    assert hash(secret) == hash(Secret("s3cr3t-value"))
+    assert bool(secret) and not Secret("")
+
+
+def test_a_url_with_a_fragment_is_refused_with_the_flag_named() -> None:
+    """A #fragment never reaches a server, so a URL carrying one is refused, naming the flag."""
+    with pytest.raises(ConfigError) as caught:
+        check_target("http://127.0.0.1:3000/hook#x", "--forward-to")
+    assert "--forward-to" in str(caught.value) and "#fragment" in str(caught.value)
