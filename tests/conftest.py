@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from ngrok_stub import FakeNgrok, fake_ngrok_env
+from helpers.env import AUTH_TOKEN, MAIN_TOKEN, PLIVO_ENV, Collect
+from helpers.listeners import MAX_BODY, ThreadedListener
+from helpers.ngrok_stub import FakeNgrok, fake_ngrok_env
 
-from verifycli.callbacks import CallbackEvent
 from verifycli.listener import Listener, ListenOptions
 from verifycli.signature import Checker
 from verifycli.store import EventStore
-
-# Sentinels: if one of these shows up in any output, a secret leaked.
-AUTH_TOKEN = "SENTINEL-auth-token-7f3a9c"
-MAIN_TOKEN = "SENTINEL-main-token-2b8e1d"
-NGROK_TOKEN = "SENTINEL-ngrok-token-5c4f0a"
-AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
-
-PLIVO_ENV = (
-    "PLIVO_AUTH_ID",
-    "PLIVO_AUTH_TOKEN",
-    "PLIVO_MAIN_AUTH_TOKEN",
-    "PLIVO_VERIFY_APP_UUID",
-    "NGROK_AUTHTOKEN",
-    "VERIFYCLI_STORE",
-    "VERIFYCLI_PLIVO_API_URL",
-    "VERIFYCLI_UI_TOKEN",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -52,22 +34,6 @@ def store(store_path: Path) -> Iterator[EventStore]:
         yield opened
 
 
-class Collect:
-    """A sink that keeps what the listener publishes."""
-
-    whole = False
-
-    def __init__(self) -> None:
-        self.events: list[CallbackEvent] = []
-        self.warnings: list[str] = []
-
-    def event(self, event: CallbackEvent) -> None:
-        self.events.append(event)
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-
-
 @pytest.fixture
 def sink() -> Collect:
     return Collect()
@@ -84,14 +50,18 @@ async def listener(store: EventStore, sink: Collect) -> AsyncIterator[Listener]:
 
 @pytest.fixture
 def ngrok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNgrok]:
-    """The stand-in ngrok agent, set up for pyngrok's real code path (tests/ngrok_stub.py)."""
+    """The stand-in ngrok agent, set up for pyngrok's real code path (helpers/ngrok_stub.py)."""
     with fake_ngrok_env(tmp_path, monkeypatch) as fake:
         yield fake
 
 
-def cli_env(**extra: str) -> dict[str, str]:
-    """Environment for a verifycli subprocess: this interpreter's, without Plivo settings."""
-    env = {k: v for k, v in os.environ.items() if k not in PLIVO_ENV}
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env.update(extra)
-    return env
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedListener]:
+    """One listener per test module on its own thread, for synchronous and raw-socket clients:
+    a MAX_BODY body cap and half-second idle and body timeouts, so stalls end quickly."""
+    running = ThreadedListener(
+        tmp_path_factory.mktemp("served") / "events.sqlite3",
+        ListenOptions(port=0, max_body=MAX_BODY, idle_timeout=0.5, body_timeout=0.5),
+    )
+    yield running
+    running.close()

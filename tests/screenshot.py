@@ -12,11 +12,11 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
 
-from browser import CHROMIUM_ARGS, require_browser  # noqa: E402
-from procs import Cli, fields, post_signed  # noqa: E402
-from receiver import Receiver  # noqa: E402
-
-from tests.conftest import AUTH_TOKEN, cli_env  # noqa: E402
+from helpers.browser import CHROMIUM_ARGS, require_browser  # noqa: E402
+from helpers.env import AUTH_TOKEN, cli_env  # noqa: E402
+from helpers.procs import Cli  # noqa: E402
+from helpers.receiver import Receiver  # noqa: E402
+from helpers.signing import fields, post_signed  # noqa: E402
 
 TOKEN = "screenshot-token-abcdefghijkl"
 

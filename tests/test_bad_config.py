@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -18,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from procs import run_cli
+from helpers.env import AUTH_ID, AUTH_TOKEN, cli_env
+from helpers.net import busy_port
+from helpers.procs import run_cli
 from typer.testing import CliRunner
 
-from tests.conftest import AUTH_ID, AUTH_TOKEN, cli_env
 from verifycli.callbacks import CallbackEvent
 from verifycli.cli import app
 from verifycli.signature import SignatureResult
@@ -225,12 +225,10 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
     }
 
 
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        yield busy.getsockname()[1]
+@pytest.fixture(name="busy_port")
+def busy_port_fixture() -> Iterator[int]:
+    with busy_port() as port:
+        yield port
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli_env
+from helpers.env import cli_env
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 

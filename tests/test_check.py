@@ -12,10 +12,11 @@ from urllib.parse import parse_qsl
 
 import pytest
 from aiohttp import web
+from helpers.env import AUTH_TOKEN, MAIN_TOKEN
+from helpers.net import free_port
+from helpers.receiver import Received, Receiver
 from typer.testing import CliRunner, Result
 
-from tests.conftest import AUTH_TOKEN, MAIN_TOKEN
-from tests.receiver import Received, Receiver, closed_port
 from verifycli.check import CheckSpec
 from verifycli.cli import app
 from verifycli.errors import ConfigError
@@ -309,7 +310,7 @@ def test_json_is_one_object_per_check_and_nothing_else(serve: Callable[[Answer],
 
 def test_connection_refused_is_one_line_exit_1() -> None:
     """Nothing listening: one error line, exit 1, no report."""
-    port = closed_port()
+    port = free_port()
     result = check(f"http://127.0.0.1:{port}/cb")
     assert result.exit_code == 1
     assert result.stdout == ""

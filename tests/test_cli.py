@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers.commands import commands
+from helpers.env import cli_env
+from helpers.net import busy_port
 from typer.testing import CliRunner
 
-from tests.conftest import cli_env
-from tests.test_docs import commands
 from verifycli import __version__
 from verifycli.cli import app
 
@@ -55,10 +55,7 @@ def test_bad_flag_value_is_refused_by_the_parser(tmp_path: Path) -> None:
 
 def test_port_in_use_is_exit_2(tmp_path: Path) -> None:
     """A port already taken: exit 2 naming the port and the fix."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with busy_port() as port:
         result = runner.invoke(
             app, ["listen", "--no-tunnel", "--port", str(port), "--store", str(tmp_path / "s")]
         )

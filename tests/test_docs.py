@@ -6,31 +6,13 @@ import re
 from pathlib import Path
 
 import pytest
-import typer.main
+from helpers.commands import commands
 
-from verifycli.cli import app
 from verifycli.config import ENV_VARS
 from verifycli.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-
-
-def commands() -> dict[str, list[str]]:
-    """Each command path (`events show`) with its long option names."""
-    root = typer.main.get_command(app)
-    found: dict[str, list[str]] = {}
-
-    def walk(cmd: object, path: str) -> None:
-        subs = getattr(cmd, "commands", None)
-        params = [o for p in getattr(cmd, "params", []) for o in p.opts if o.startswith("--")]
-        if path:
-            found[path] = [o for o in params if o != "--help"]
-        for name, sub in (subs or {}).items():
-            walk(sub, f"{path} {name}".strip())
-
-    walk(root, "")
-    return found
 
 
 @pytest.mark.parametrize("command", sorted(commands()))

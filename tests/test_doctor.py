@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.env import AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, NGROK_TOKEN
+from helpers.net import busy_port, free_port
 from typer.testing import CliRunner, Result
 
-from tests.conftest import AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, NGROK_TOKEN
-from tests.receiver import closed_port
 from verifycli import doctor
 from verifycli.cli import app
 from verifycli.config import Secret, load_settings
@@ -65,7 +64,7 @@ def by_name(checks: list[doctor.Check], name: str) -> doctor.Check:
 @pytest.mark.usefixtures("good_env")
 def test_all_pass_exits_0() -> None:
     """A complete setup: every check ok, exit 0, on stdout (it is a listing), no secret."""
-    result = run_doctor("--port", str(closed_port()))
+    result = run_doctor("--port", str(free_port()))
     assert result.exit_code == 0, result.stderr
     out = result.stdout
     assert "all checks passed" in out
@@ -78,7 +77,7 @@ def test_all_pass_exits_0() -> None:
 def test_one_failure_exits_2_with_its_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     """One failing check turns the exit code to 2 and prints its fix under it."""
     monkeypatch.delenv("PLIVO_AUTH_TOKEN")
-    result = run_doctor("--port", str(closed_port()))
+    result = run_doctor("--port", str(free_port()))
     assert result.exit_code == 2
     out = result.stdout
     assert "✗ PLIVO_AUTH_TOKEN" in out and "not set" in out
@@ -89,10 +88,7 @@ def test_one_failure_exits_2_with_its_fix(monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.mark.usefixtures("good_env")
 def test_busy_port_fails_through_the_command() -> None:
     """doctor --port N fails when something already listens on N."""
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_port() as port:
         result = run_doctor("--port", str(port))
     assert result.exit_code == 2
     assert f"127.0.0.1:{port} is taken" in result.stdout
@@ -104,7 +100,7 @@ def test_env_file_settings_are_used(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     """Settings in ./.env count, and the .env line says it was read."""
     monkeypatch.delenv("PLIVO_AUTH_TOKEN")
     (tmp_path / ".env").write_text(f"PLIVO_AUTH_TOKEN={GOOD_TOKEN}\n")
-    result = run_doctor("--port", str(closed_port()))
+    result = run_doctor("--port", str(free_port()))
     assert result.exit_code == 0, result.stderr
     assert f"read {tmp_path / '.env'}" in result.stdout
 
@@ -288,12 +284,10 @@ def test_store_that_cannot_be_created(tmp_path: Path) -> None:
 
 def test_port_taken_and_free() -> None:
     """A port with a listener on it fails; a free one passes."""
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        check = doctor.check_port(busy.getsockname()[1])
+    with busy_port() as port:
+        check = doctor.check_port(port)
     assert check.failed and check.fix and "--port" in check.fix
-    assert doctor.check_port(closed_port()).status == "ok"
+    assert doctor.check_port(free_port()).status == "ok"
 
 
 def test_packages() -> None:
@@ -347,7 +341,7 @@ def test_online_accepts_good_credentials(
 ) -> None:
     """--online asks the (simulated) Plivo API once; good credentials pass."""
     monkeypatch.setenv("VERIFYCLI_PLIVO_API_URL", simulator.url)
-    result = run_doctor("--online", "--port", str(closed_port()))
+    result = run_doctor("--online", "--port", str(free_port()))
     assert result.exit_code == 0, result.stderr
     assert f"{simulator.url} accepted the credentials of {AUTH_ID}" in result.stdout
 
@@ -359,7 +353,7 @@ def test_online_rejects_a_wrong_token(
     """--online with a token the API refuses fails with 401 and exit 2."""
     monkeypatch.setenv("VERIFYCLI_PLIVO_API_URL", simulator.url)
     monkeypatch.setenv("PLIVO_AUTH_TOKEN", GOOD_MAIN)
-    result = run_doctor("--online", "--port", str(closed_port()))
+    result = run_doctor("--online", "--port", str(free_port()))
     assert result.exit_code == 2
     assert "rejected PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN (401)" in result.stdout
 
@@ -370,7 +364,7 @@ async def test_online_api_unreachable_and_unconfigured() -> None:
         {
             "PLIVO_AUTH_ID": AUTH_ID,
             "PLIVO_AUTH_TOKEN": GOOD_TOKEN,
-            "VERIFYCLI_PLIVO_API_URL": f"http://127.0.0.1:{closed_port()}",
+            "VERIFYCLI_PLIVO_API_URL": f"http://127.0.0.1:{free_port()}",
         },
         env_file=None,
     )
@@ -408,8 +402,8 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
 @pytest.mark.parametrize("store_exists", [False, True], ids=["no store yet", "store in use"])
 def test_doctor_writes_nothing(tmp_path: Path, ngrok_bin: str, store_exists: bool) -> None:
     """doctor only looks: no file or folder is created or changed, the store's included."""
-    from conftest import cli_env
-    from procs import run_cli
+    from helpers.env import cli_env
+    from helpers.procs import run_cli
 
     store = tmp_path / "data" / "events.sqlite3"
     if store_exists:
@@ -427,7 +421,7 @@ def test_doctor_writes_nothing(tmp_path: Path, ngrok_bin: str, store_exists: boo
         XDG_DATA_HOME=str(tmp_path / "home" / ".local" / "share"),
     )
     before = _tree(tmp_path)
-    result = run_cli(["doctor", "--port", str(closed_port())], env, cwd=tmp_path)
+    result = run_cli(["doctor", "--port", str(free_port())], env, cwd=tmp_path)
     assert result.returncode in (0, 2), result.stderr
     assert "store" in (result.stdout + result.stderr).lower()
     assert _tree(tmp_path) == before

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from helpers.env import AUTH_TOKEN, MAIN_TOKEN
 from typer.testing import CliRunner, Result
 
-from tests.conftest import AUTH_TOKEN, MAIN_TOKEN
 from verifycli.cli import app
 from verifycli.listener import Listener
 from verifycli.signature import signed_headers

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.events import make_event
 from typer.testing import CliRunner
 
-from tests.test_store import make_event
 from verifycli.cli import app
 from verifycli.export import CSV_COLUMNS, parse_since
 from verifycli.store import EventStore

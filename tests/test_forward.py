@@ -9,12 +9,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from helpers.env import AUTH_TOKEN, Collect
+from helpers.net import free_port
+from helpers.receiver import Receiver
 from rich.console import Console
 from typer.testing import CliRunner
 from yarl import URL
 
-from tests.conftest import AUTH_TOKEN, Collect
-from tests.receiver import Receiver, closed_port
 from verifycli import listener as listener_module
 from verifycli.callbacks import CallbackEvent
 from verifycli.cli import app
@@ -184,7 +185,7 @@ async def test_dead_app_error_is_recorded(
     store: EventStore, http: aiohttp.ClientSession, published: Published
 ) -> None:
     """An app that is not running: Plivo still gets 200; the event says why the forward failed."""
-    port = closed_port()
+    port = free_port()
     running = await serve(store, published, forward_to=f"http://127.0.0.1:{port}/hook")
     try:
         status, _ = await post_callback(http, running)
@@ -247,7 +248,7 @@ async def test_answer_from_dead_app_is_502(
     running = await serve(
         store,
         published,
-        forward_to=f"http://127.0.0.1:{closed_port()}/hook",
+        forward_to=f"http://127.0.0.1:{free_port()}/hook",
         answer_from_forward=True,
     )
     try:

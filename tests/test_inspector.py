@@ -14,10 +14,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from receiver import Receiver
+from helpers.env import AUTH_TOKEN
+from helpers.receiver import Receiver
 from yarl import URL
 
-from tests.conftest import AUTH_TOKEN
 from verifycli.errors import ConfigError
 from verifycli.inspector import InspectorOptions, RunningInspector, serve_inspector
 from verifycli.inspector.app import as_curl
@@ -384,7 +384,7 @@ async def test_auth_token_never_reaches_the_page(
 
 def test_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     """The browser tests may not quietly skip in CI when Chromium is missing."""
-    import browser
+    from helpers import browser
 
     monkeypatch.setattr(browser, "chromium_path", lambda: None)
     monkeypatch.setenv("CI", "true")

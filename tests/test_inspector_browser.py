@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import CHROMIUM_ARGS, REBIND_HOST, require_browser
-from procs import Cli, fields, post_signed
-from receiver import Receiver
-
-from tests.conftest import AUTH_TOKEN, cli_env
+from helpers.browser import CHROMIUM_ARGS, REBIND_HOST, require_browser
+from helpers.env import AUTH_TOKEN, cli_env
+from helpers.procs import Cli
+from helpers.receiver import Receiver
+from helpers.signing import fields, post_signed
 
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright

@@ -9,10 +9,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from procs import Cli, run_cli
+from helpers.env import cli_env
+from helpers.events import make_event
+from helpers.procs import Cli, run_cli
 
-from tests.conftest import cli_env
-from tests.test_store import make_event
 from verifycli.store import EventStore
 
 pytestmark = pytest.mark.slow

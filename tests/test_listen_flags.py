@@ -7,8 +7,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import AUTH_TOKEN, cli_env
-from procs import Cli, fields, post_signed
+from helpers.env import AUTH_TOKEN, cli_env
+from helpers.procs import Cli
+from helpers.signing import fields, post_signed
 
 # (flags, [(session, token to sign with, expected answer), ...]); the same session twice is a
 # second delivery of the same callback (a retry).

@@ -8,8 +8,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from helpers.env import AUTH_TOKEN, Collect
 
-from tests.conftest import AUTH_TOKEN, Collect
 from verifycli.listener import Listener, ListenOptions
 from verifycli.signature import Checker, signed_headers
 from verifycli.store import EventStore, StoreReader
@@ -39,9 +39,10 @@ def public(listener: Listener, path: str = "/verify/callback") -> str:
     return PUBLIC + path
 
 
-async def post_signed(
+async def post_public(
     http: aiohttp.ClientSession, listener: Listener, fields: dict[str, str] = FIELDS
 ) -> aiohttp.ClientResponse:
+    """POST `fields` to the listener, signed for its public (ngrok) URL, as Plivo would."""
     headers = signed_headers("POST", public(listener), fields, AUTH_TOKEN)
     async with http.post(
         listener.local_url + "/verify/callback", data=fields, headers=headers
@@ -54,7 +55,7 @@ async def test_signed_form_callback_is_valid_stored_and_published(
     listener: Listener, http: aiohttp.ClientSession, sink: Collect
 ) -> None:
     """A V3-signed form POST checked against the public URL is valid, on disk, and shown."""
-    response = await post_signed(http, listener)
+    response = await post_public(http, listener)
     assert response.status == 200
     [event] = StoreReader(listener.store.path).iter_events()
     assert event.url == PUBLIC + "/verify/callback"
@@ -224,8 +225,8 @@ async def test_retry_is_marked(
     listener: Listener, http: aiohttp.ClientSession, sink: Collect
 ) -> None:
     """A second delivery of the same callback is shown and stored as a retry of the first."""
-    await post_signed(http, listener)
-    await post_signed(http, listener)
+    await post_public(http, listener)
+    await post_public(http, listener)
     assert [e.retry_of for e in sink.events] == [None, sink.events[0].id]
     assert listener.stats.retries == 1
 
@@ -235,11 +236,11 @@ async def test_write_failure_answers_503_and_warns(
 ) -> None:
     """When the store cannot write, the callback gets 503 (never 200) and the user is told."""
     listener.store._conn.execute("PRAGMA query_only = 1")
-    response = await post_signed(http, listener)
+    response = await post_public(http, listener)
     assert response.status == 503
     assert sink.warnings and "503" in sink.warnings[0]
     listener.store._conn.execute("PRAGMA query_only = 0")
-    assert (await post_signed(http, listener)).status == 200
+    assert (await post_public(http, listener)).status == 200
     assert StoreReader(listener.store.path).count() == 1
 
 
@@ -261,7 +262,7 @@ async def test_stored_record_never_holds_the_token(
     listener: Listener, http: aiohttp.ClientSession
 ) -> None:
     """The auth token is in no stored byte, whatever the verdict."""
-    await post_signed(http, listener)
+    await post_public(http, listener)
     async with http.post(listener.local_url + "/x", data={"a": "b"}) as r:
         assert r.status == 200
     lines = list(StoreReader(listener.store.path).iter_json())

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from mix import SMS, realistic_mix, store_mix
-from procs import RECIPIENT, Cli, post_signed, run_cli
+from helpers.env import AUTH_ID, AUTH_TOKEN, cli_env
+from helpers.mix import SMS, realistic_mix, store_mix
+from helpers.procs import Cli, run_cli
+from helpers.signing import RECIPIENT, post_signed
 
-from tests.conftest import AUTH_ID, AUTH_TOKEN, cli_env
 from verifycli.store import EventStore
 
 # Cursor movement, line erasing, hidden cursor: what a live redraw writes.

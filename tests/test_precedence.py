@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import cli_env
-from procs import run_cli
+from helpers.env import cli_env
+from helpers.procs import run_cli
 
 from verifycli.config import load_settings
 

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pexpect
-from prompt_term import Terminal
-from screen import table_rows
+from helpers.prompt_term import Terminal
+from helpers.screen import table_rows
 
 PROMPT = "code (try 1 of 3): "
 

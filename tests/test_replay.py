@@ -9,11 +9,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from helpers.env import AUTH_TOKEN, MAIN_TOKEN
+from helpers.net import free_port
+from helpers.receiver import Received, Receiver
 from typer.testing import CliRunner, Result
 from yarl import URL
 
-from tests.conftest import AUTH_TOKEN, MAIN_TOKEN
-from tests.receiver import Received, Receiver, closed_port
 from verifycli.callbacks import CallbackEvent
 from verifycli.cli import app
 from verifycli.listener import Listener, ListenOptions
@@ -211,7 +212,7 @@ def test_redirect_is_not_followed_and_exits_1(recorded: Path) -> None:
 
 def test_connection_failure_is_one_line(recorded: Path) -> None:
     """Nothing listening: exactly one error line and exit 1."""
-    port = closed_port()
+    port = free_port()
     result = replay("1", "--to", f"http://127.0.0.1:{port}/hook")
     assert result.exit_code == 1
     [line] = result.stderr.strip().splitlines()
@@ -221,7 +222,7 @@ def test_connection_failure_is_one_line(recorded: Path) -> None:
 
 def test_all_stops_at_a_connection_failure(recorded: Path) -> None:
     """With --all, the first connection failure ends the run and says how many were not sent."""
-    result = replay("--all", "--session", SESSION, "--to", f"http://127.0.0.1:{closed_port()}/hook")
+    result = replay("--all", "--session", SESSION, "--to", f"http://127.0.0.1:{free_port()}/hook")
     assert result.exit_code == 1
     assert result.stderr.count("error: ") == 1
     assert "0 of 2 answered 2xx; 1 not sent after the connection failed" in result.stderr

@@ -9,26 +9,17 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from ngrok_stub import FakeNgrok
-from procs import (
-    CODE,
-    RECIPIENT,
-    Cli,
-    PinnedCode,
-    SimThread,
-    fields,
-    post_signed,
-    run_cli,
-    simulator,
-)
+from helpers.env import AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, NGROK_TOKEN, cli_env
+from helpers.net import free_port
+from helpers.ngrok_stub import FakeNgrok
+from helpers.procs import CODE, Cli, PinnedCode, SimThread, run_cli, simulator
+from helpers.receiver import Receiver
+from helpers.signing import RECIPIENT, fields, post_signed
 
-from tests.conftest import AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, NGROK_TOKEN, cli_env
 from verifycli.callbacks import CallbackEvent
 from verifycli.config import Secret
 from verifycli.signature import SignatureResult
@@ -47,47 +38,10 @@ NEEDLES = {
 }
 
 
-class Receiver(ThreadingHTTPServer):
-    """The user's own handler, for replay and trigger: keeps every request's raw bytes."""
-
-    def __init__(self) -> None:
-        self.seen: list[bytes] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                server.seen.append(f"{self.requestline}\r\n{self.headers}".encode() + body)
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            do_POST = do_GET = _any
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self.thread.join(5)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    running = Receiver()
-    yield running
-    running.close()
+    with Receiver() as running:
+        yield running
 
 
 @pytest.fixture
@@ -165,8 +119,8 @@ def test_no_secret_reaches_output_store_exports_or_what_is_sent_on(
         "events show": ["events", "show", "1"],
         "events show invalid": ["events", "show", "2"],
         "events show --json": ["events", "show", "1", "--json"],
-        "replay": ["replay", "1", "--to", receiver.url],
-        "trigger": ["trigger", "--to", receiver.url, "--scheme", "all"],
+        "replay": ["replay", "1", "--to", f"{receiver.url}/hook"],
+        "trigger": ["trigger", "--to", f"{receiver.url}/hook", "--scheme", "all"],
         "doctor": ["doctor", "--port", str(free_port())],
         "doctor --online": ["doctor", "--port", str(free_port()), "--online"],
     }
@@ -187,12 +141,14 @@ def test_no_secret_reaches_output_store_exports_or_what_is_sent_on(
         written[f"{label} stdout"], written[f"{label} stderr"] = out, err
         assert proc.returncode == 0, f"{label}: {err}"
     assert written["events stdout"].count("\n") >= 7
-    assert len(receiver.seen) == 2
+    assert len(receiver.requests) == 2
 
     for path in sorted(work.iterdir()):  # the store, its WAL if any, and the exports
         written[f"file {path.name}"] = path.read_bytes().decode("utf-8", "replace")
-    for i, request in enumerate(receiver.seen):
-        written[f"sent on #{i}"] = request.decode("utf-8", "replace")
+    for i, request in enumerate(receiver.requests):
+        head = "".join(f"{name}: {value}\r\n" for name, value in request.headers)
+        sent = f"{request.method} {request.target}\r\n{head}\r\n".encode() + request.body
+        written[f"sent on #{i}"] = sent.decode("utf-8", "replace")
     assert any(name.startswith("file events.sqlite3") for name in written)
 
     leaks = [
@@ -224,13 +180,6 @@ async def test_the_search_is_not_blind_to_the_store_file(
     files = sorted(store_path.parent.glob(store_path.name + "*"))
     text = "".join(path.read_bytes().decode("utf-8", "replace") for path in files)
     assert NEEDLES["auth token"] in text
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- where the listener binds --------------------------------------------------------------

@@ -8,11 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from ngrok_stub import fake_ngrok_env, pid_alive, wait_until
+from helpers.env import AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, NGROK_TOKEN, Collect, cli_env
+from helpers.ngrok_stub import fake_ngrok_env, pid_alive, wait_until
+from helpers.procs import run_cli
 from plivo.utils import validate_signature
-from procs import run_cli
 
-from tests.conftest import AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, NGROK_TOKEN, Collect, cli_env
 from verifycli.callbacks import CallbackEvent
 from verifycli.config import Secret, Settings
 from verifycli.errors import ConfigError, ExitCode, PlivoApiError

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-from urllib.parse import parse_qsl, urlsplit
-
 import pytest
+from helpers.signing import ref_v2, ref_v3
 from multidict import CIMultiDict
 from plivo.utils import validate_signature, validate_v3_signature
 
@@ -23,30 +19,6 @@ PARAMS = {
     "ChannelErrorCode": "",
     "AttemptSequence": "1",
 }
-
-
-def mac(token: str, message: str) -> str:
-    digest = hmac.new(token.encode(), message.encode(), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode()
-
-
-def ref_v2(url: str, nonce: str, token: str) -> str:
-    """V2: HMAC-SHA256 over the URL without its query, then the nonce."""
-    p = urlsplit(url)
-    return mac(token, f"{p.scheme}://{p.netloc}{p.path}{nonce}")
-
-
-def ref_v3(method: str, url: str, params: dict[str, str], nonce: str, token: str) -> str:
-    """V3: URL with sorted query; for POST the sorted name+value pairs follow; then .nonce."""
-    p = urlsplit(url)
-    base = f"{p.scheme}://{p.netloc}{p.path}"
-    query = "&".join(f"{k}={v}" for k, v in sorted(parse_qsl(p.query, keep_blank_values=True)))
-    if method == "GET" or not params:
-        canonical = base + (f"?{query}" if query else "")
-    else:
-        body = "".join(f"{k}{v}" for k, v in sorted(params.items()))
-        canonical = f"{base}?{query}{'.' if query else ''}{body}"
-    return mac(token, f"{canonical}.{nonce}")
 
 
 def headers_v3(sig: str, nonce: str = "12345678901234567890", **more: str) -> CIMultiDict[str]:

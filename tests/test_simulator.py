@@ -6,7 +6,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import aiohttp
 import pytest
 from aiohttp import web
+from helpers.net import free_port
 from plivo.utils import validate_signature, validate_v3_signature
 from pytest_aiohttp import AiohttpServer
 
@@ -73,8 +73,9 @@ class Seen:
     params: dict[str, str]  # the form, as V3 signs it: empty for GET
 
 
-class Receiver:
-    """A callback endpoint that records requests and answers what the test says."""
+class CallbackEndpoint:
+    """The simulator's callback target, in the test's own loop: records each callback and
+    answers per attempt what the test scripts (retries), unlike helpers.receiver's fixed answer."""
 
     def __init__(self) -> None:
         self.seen: list[Seen] = []
@@ -120,8 +121,8 @@ class Receiver:
 
 
 @pytest.fixture
-async def receiver(aiohttp_server: AiohttpServer) -> Receiver:
-    rec = Receiver()
+async def receiver(aiohttp_server: AiohttpServer) -> CallbackEndpoint:
+    rec = CallbackEndpoint()
     app = web.Application()
     app.router.add_route("*", "/hooks/verify", rec.handle)
     server = await aiohttp_server(app)
@@ -197,15 +198,8 @@ def basic(login: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_sms_post_callbacks_arrive_signed_in_order(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """An SMS session POSTs queued, sent, delivered as signed forms with a blank error code."""
     sim = await make_sim()
@@ -235,7 +229,7 @@ async def test_sms_post_callbacks_arrive_signed_in_order(
 
 
 async def test_voice_get_callbacks_carry_fields_in_a_signed_query(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """A voice session GETs ringing, in-progress, completed, V2-signed over the URL."""
     sim = await make_sim()
@@ -251,7 +245,7 @@ async def test_voice_get_callbacks_carry_fields_in_a_signed_query(
 
 
 async def test_right_code_verifies_and_sends_one_more_callback(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """A right code answers True and adds a SessionStatus=verified callback last."""
     messages: list[tuple[str, str]] = []
@@ -283,7 +277,7 @@ async def test_voice_message_reads_the_code_digit_by_digit(
 
 
 async def test_wrong_code_is_false_and_sends_no_callback(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """A wrong code answers False, keeps the session open, and a right one still works."""
     sim = await make_sim()
@@ -327,7 +321,7 @@ async def test_too_many_wrong_codes_end_the_flow(
 async def test_failure_scenarios_end_with_an_error_code(
     make_sim: MakeSim,
     api_for: Callable[[Simulator], VerifyApi],
-    receiver: Receiver,
+    receiver: CallbackEndpoint,
     scenario: str,
     channel: str,
     expected: list[str],
@@ -350,7 +344,7 @@ async def test_failure_scenarios_end_with_an_error_code(
 
 
 async def test_expired_scenario_sends_expired_and_refuses_the_code(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """The session expires after its scaled timeout, says so in a callback, and refuses codes."""
     sim = await make_sim(scenario="expired", expiry_seconds=20)
@@ -369,7 +363,7 @@ async def test_expired_scenario_sends_expired_and_refuses_the_code(
 
 
 async def test_code_given_before_expiry_wins(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """In the expired scenario a code given in time verifies, and no expired callback follows."""
     sim = await make_sim(scenario="expired", expiry_seconds=1_000_000)
@@ -383,7 +377,7 @@ async def test_code_given_before_expiry_wins(
 
 
 async def test_non_200_answers_are_retried_three_times_on_plivos_schedule(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """A callback answered 500 is sent again 60, 120, 240 s (scaled) apart, then given up."""
     receiver.answer = lambda seen, nth: 500
@@ -418,7 +412,7 @@ async def test_non_200_answers_are_retried_three_times_on_plivos_schedule(
 
 
 async def test_retrying_stops_once_the_answer_is_200(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """A callback answered 500 and then 200 is delivered exactly twice."""
     receiver.answer = lambda seen, nth: 500 if nth == 1 else 200
@@ -451,7 +445,7 @@ async def test_unreachable_callback_url_is_retried_then_given_up(
 
 
 async def test_session_details_have_plivos_shape(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """GET session answers the fields of Plivo's Retrieve a session, as a plain dict."""
     sim = await make_sim()
@@ -572,7 +566,7 @@ async def test_injected_faults_answer_once_then_the_api_recovers(make_sim: MakeS
 
 
 async def test_close_cancels_pending_retries_and_hanging_requests(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """Closing with retries a minute away and a request hanging returns at once, warning-free."""
     receiver.answer = lambda seen, nth: 500
@@ -619,7 +613,7 @@ async def _poll(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 async def test_a_second_create_joins_the_open_session(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """A send to the same app and recipient while the session is open is a new attempt in it:
     same session and code, AttemptSequence 2, its own AttemptUUID and RequestTime."""
@@ -672,7 +666,7 @@ async def test_a_session_before_any_attempt_status_has_null_details(
 
 
 async def test_v3_headers_only_when_asked(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """With schemes v3 and v2 every callback carries both families, each valid."""
     sim = await make_sim(schemes=("v3", "v2"))
@@ -683,7 +677,7 @@ async def test_v3_headers_only_when_asked(
 
 
 async def test_ma_v2_is_signed_with_the_auth_token_without_a_main_token(
-    receiver: Receiver,
+    receiver: CallbackEndpoint,
 ) -> None:
     """A main account signs Ma-V2 with its own token: the same token as V2."""
     async with Simulator(AUTH_ID, TOKEN, None, time_factor=FACTOR) as sim:
@@ -728,7 +722,7 @@ async def test_list_is_rate_limited_to_20_a_minute(make_sim: MakeSim) -> None:
 
 
 async def test_the_test_helper_shows_the_code_without_credentials(
-    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: Receiver
+    make_sim: MakeSim, api_for: Callable[[Simulator], VerifyApi], receiver: CallbackEndpoint
 ) -> None:
     """GET /_simulator/sessions/{uuid} answers the session, its attempts and the otp."""
     sim = await make_sim()

@@ -17,11 +17,10 @@ from urllib.parse import parse_qsl
 import plivo
 import plivo.rest.client
 import pytest
+from helpers.env import cli_env
+from helpers.procs import Cli
+from helpers.receiver import Received, Receiver
 from plivo.exceptions import PlivoRestError
-
-from tests.conftest import cli_env
-from tests.procs import Cli
-from tests.receiver import Received, Receiver
 
 AUTH_ID = "MASIMULATORCLITEST01"
 TOKEN = "SENTINEL-simcli-token-41d0"

@@ -8,12 +8,13 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from helpers.env import AUTH_TOKEN, MAIN_TOKEN
+from helpers.listeners import ThreadedListener
+from helpers.net import free_port
+from helpers.receiver import Received, Receiver
+from helpers.signing import ref_v2, ref_v3
 from typer.testing import CliRunner, Result
 
-from tests.conftest import AUTH_TOKEN, MAIN_TOKEN
-from tests.receiver import Received, Receiver, closed_port
-from tests.test_hostile import ThreadedListener
-from tests.test_signature import ref_v2, ref_v3
 from verifycli.callbacks import PLIVO_FIELDS
 from verifycli.cli import app
 from verifycli.errors import ConfigError
@@ -177,7 +178,7 @@ def test_error_answer_exits_1() -> None:
 
 def test_connection_failure_is_one_line_exit_1() -> None:
     """Nothing listening: one error line, exit 1, and --count stops there."""
-    port = closed_port()
+    port = free_port()
     result = trigger("--to", f"http://127.0.0.1:{port}/cb", "--count", "3")
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,7 +12,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from ngrok_stub import TOKEN, FakeNgrok, fake_ngrok_env, pid_alive, wait_until
+from helpers.net import free_port
+from helpers.ngrok_stub import TOKEN, FakeNgrok, fake_ngrok_env, pid_alive, wait_until
 from pytest_aiohttp import AiohttpServer
 
 from verifycli.config import Secret
@@ -254,9 +254,7 @@ def test_a_default_ngrok_that_cannot_be_downloaded_is_a_tunnel_error(
     """Offline, pyngrok's attempt to install a missing default ngrok ends in a TunnelError."""
     from pyngrok import installer
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_port()
     # The installer's real download code, pointed at a port nothing listens on.
     monkeypatch.setattr(
         installer,

@@ -15,10 +15,11 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from procs import Cli, fields, post_signed
+from helpers.env import AUTH_TOKEN, Collect, cli_env
+from helpers.listeners import FIELDS, ThreadedListener
+from helpers.procs import Cli
+from helpers.signing import fields, post_signed
 
-from tests.conftest import AUTH_TOKEN, Collect, cli_env
-from tests.test_hostile import FIELDS, ThreadedListener
 from verifycli.callbacks import MAX_FIELDS, parse_params
 from verifycli.listener import Listener, ListenOptions
 from verifycli.signature import HEADER, NONCE_HEADER

@@ -23,10 +23,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from procs import Cli, run_cli
+from helpers.env import cli_env
+from helpers.procs import Cli, run_cli
 from rich.console import Console
 
-from tests.conftest import cli_env
 from verifycli import export
 from verifycli.ui import Header, _header_panel
 

@@ -20,24 +20,18 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 import typer
-from procs import Cli, fields, post_signed
+from helpers.env import AUTH_TOKEN, Collect, cli_env
+from helpers.listeners import post
+from helpers.net import free_port
+from helpers.procs import Cli
+from helpers.signing import fields, post_signed
 
-from tests.conftest import AUTH_TOKEN, Collect, cli_env
-from tests.test_hostile_more import post
 from verifycli import cli
 from verifycli.errors import ConfigError, StoreError, TunnelError
 from verifycli.listener import HEALTH_PATH, Listener, ListenOptions
 from verifycli.relay import end_to_end_headers
 from verifycli.signature import Checker, signed_headers
 from verifycli.store import EventStore, StoreReader
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
 
 # -- 2: the store deleted while listening ----------------------------------------------------
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from helpers.net import free_port
 
 from verifycli.config import Secret
 from verifycli.errors import ConfigError, ExitCode, FlowFailed, PlivoApiError
@@ -168,9 +168,7 @@ async def test_a_hanging_api_times_out(sim: Simulator) -> None:
 
 async def test_connection_refused_is_named() -> None:
     """Nothing listening at the API URL is a connection-refused PlivoApiError."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     with VerifyApi(AUTH_ID, Secret(TOKEN), f"http://127.0.0.1:{port}") as client:
         with pytest.raises(PlivoApiError) as caught:
             await client.get("00000000-0000-4000-8000-000000000000")

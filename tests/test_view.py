@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from mix import realistic_mix, store_mix
-from screen import check_readable, columns, render, shown, table_rows, terminal
+from helpers.env import cli_env
+from helpers.mix import realistic_mix, store_mix
+from helpers.screen import check_readable, columns, render, shown, table_rows, terminal
 
-from tests.conftest import cli_env
 from verifycli import layout
 from verifycli.ui import Header, LiveView, events_table, row_cells
 

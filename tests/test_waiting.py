@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from ngrok_stub import FakeNgrok, wait_until
-from prompt_term import Terminal
-
-from tests.conftest import AUTH_ID, AUTH_TOKEN, cli_env
+from helpers.env import AUTH_ID, AUTH_TOKEN, cli_env
+from helpers.ngrok_stub import FakeNgrok, wait_until
+from helpers.prompt_term import Terminal
 
 RECIPIENT = "+14155550100"
 

@@ -4,7 +4,6 @@ that drive the command line the way a user does (faults, bad configuration, secr
 from __future__ import annotations
 
 import asyncio
-import http.client
 import re
 import subprocess
 import sys
@@ -13,13 +12,10 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlencode
 
-from verifycli.signature import signed_headers
 from verifycli.simulator import Simulator
 
 T = TypeVar("T")
-RECIPIENT = "+14155550100"
 CODE = "246810"  # the code PinnedCode sends, known before any session exists
 LOCAL_URL = re.compile(r"http://127\.0\.0\.1:(\d+)")
 
@@ -174,48 +170,6 @@ def simulator(make: Callable[[], Simulator]) -> Iterator[SimThread]:
         yield running
     finally:
         running.close()
-
-
-def post_signed(
-    host_port: tuple[str, int],
-    path: str,
-    form: dict[str, str],
-    token: str,
-    signed_url: str | None = None,
-    timeout: float = 10.0,
-) -> int:
-    """POST `form` signed (V2 and Ma-V2, as Plivo documents for Verify) for `signed_url`; returns
-    the status."""
-    host, port = host_port
-    url = signed_url or f"http://{host}:{port}{path}"
-
-    body = urlencode(form).encode()
-    headers = signed_headers("POST", url, form, token)
-    headers["Content-Type"] = "application/x-www-form-urlencoded"
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("POST", path, body=body, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
-
-
-def fields(
-    session: str, status: str = "sent", session_status: str = "in-progress"
-) -> dict[str, str]:
-    """A Verify status callback's fields, as Plivo posts them, for one made-up session."""
-    return {
-        "SessionUUID": session,
-        "SessionStatus": session_status,
-        "Channel": "sms",
-        "ChannelStatus": status,
-        "ChannelErrorCode": "",
-        "AttemptUUID": f"attempt-{session}",
-        "AttemptSequence": "1",
-        "Recipient": RECIPIENT.lstrip("+"),
-    }
 
 
 class PinnedCode(Simulator):

@@ -7,7 +7,6 @@ it got, byte for byte, with what was sent or stored.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from dataclasses import dataclass
 from types import TracebackType
@@ -107,11 +106,3 @@ class Receiver:
             if not self._seen.wait_for(lambda: len(self.requests) >= count, timeout):
                 raise AssertionError(f"got {len(self.requests)} requests, expected {count}")
             return list(self.requests[:count])
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then let go)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port

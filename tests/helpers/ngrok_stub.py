@@ -1,6 +1,6 @@
-"""Run pyngrok against the stand-in agent in tests/fake_ngrok, and look at what it did.
+"""Run pyngrok against the stand-in agent in tests/helpers/fake_ngrok, and look at what it did.
 
-    from ngrok_stub import fake_ngrok  # noqa: F401  (in conftest.py, to share the fixture)
+    from helpers.ngrok_stub import fake_ngrok  # noqa: F401  (in conftest.py, to share the fixture)
 
 `fake_ngrok` gives a FakeNgrok: `.path` for open_tunnel(ngrok_path=...), `.config_path` for
 its config_path (a file pyngrok creates), `.relay_url(public_url)` for the loopback address

@@ -7,9 +7,9 @@ import time
 
 import pexpect
 import pyte
-from screen import shown
 
-from tests.conftest import cli_env
+from helpers.env import cli_env
+from helpers.screen import shown
 
 WIDTH, HEIGHT = 100, 50
 
