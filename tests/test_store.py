@@ -7,42 +7,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers.events import make_event
 
 from verifycli.callbacks import CallbackEvent
 from verifycli.errors import EventNotFound, StoreError, StoreWriteError
 from verifycli.signature import SignatureResult
 from verifycli.store import EventStore, Filters, StoreReader
-
-
-def make_event(
-    n: int = 0,
-    *,
-    status: str = "sent",
-    nonce: str | None = None,
-    body: str | None = None,
-    verdict: str = "valid",
-    session: str = "sess-1",
-    attempt: str = "att-1",
-) -> CallbackEvent:
-    fields = {
-        "SessionUUID": session,
-        "AttemptUUID": attempt,
-        "ChannelStatus": status,
-        "SessionStatus": "in-progress",
-        "N": str(n),
-    }
-    return CallbackEvent(
-        method="POST",
-        url="https://x.example/cb",
-        path="/cb",
-        query="",
-        headers={},
-        content_type="application/x-www-form-urlencoded",
-        body=body if body is not None else "&".join(f"{k}={v}" for k, v in fields.items()),
-        body_encoding="utf-8",
-        fields=fields,
-        signature=SignatureResult(verdict, "v3", "", nonce),  # type: ignore[arg-type]
-    )
 
 
 async def test_append_assigns_increasing_ids(store: EventStore) -> None:
@@ -208,3 +178,30 @@ def test_get_unknown_id(store: EventStore) -> None:
     """Asking for an id that is not there is EventNotFound (exit 2)."""
     with pytest.raises(EventNotFound):
         StoreReader(store.path).get(42)
+
+
+async def test_a_record_sqlite_cannot_take_fails_alone(store: EventStore) -> None:
+    """Text SQLite refuses (a lone surrogate) fails only its own append, not its batch-mates."""
+
+    def event(session: str) -> CallbackEvent:
+        return CallbackEvent(
+            method="POST",
+            url="http://x/cb",
+            path="/cb",
+            query="",
+            headers={},
+            content_type="",
+            body="",
+            body_encoding="utf-8",
+            fields={"SessionUUID": session},
+            signature=SignatureResult("unsigned", None, ""),
+        )
+
+    results = await asyncio.gather(
+        *(store.append(event(s)) for s in ["a", "b", "\ud800", "c", "d"]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[2], StoreWriteError)
+    good = [r for i, r in enumerate(results) if i != 2]
+    assert all(isinstance(r, CallbackEvent) and r.id is not None for r in good)
+    assert [r["session_uuid"] for r in StoreReader(store.path).iter_records()] == list("abcd")
