@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, NGROK_TOKEN, cli_env
-from ngrok_stub import FakeNgrok, pid_alive, wait_until
-from procs import RECIPIENT, Cli, PinnedCode, SimThread, fields, post_signed, simulator
+from helpers.env import AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, NGROK_TOKEN, cli_env
+from helpers.ngrok_stub import FakeNgrok, pid_alive, wait_until
+from helpers.procs import Cli, PinnedCode, SimThread, simulator
+from helpers.signing import RECIPIENT, fields, post_signed
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM]
 
@@ -97,4 +98,19 @@ def test_listen_sigint_exits_0_with_every_answered_callback_stored(tmp_path: Pat
     finally:
         conn.close()
     assert stored == {f"s-{i}" for i in range(20)}
+    assert "Traceback" not in cli.stderr
+
+
+def test_listen_sigterm_exits_0(tmp_path: Path) -> None:
+    """SIGTERM stops listen cleanly: exit 0, with no traceback."""
+    cli = Cli(
+        ["listen", "--no-tunnel", "--port", "0", "--store", str(tmp_path / "events.sqlite3")],
+        cli_env(PLIVO_AUTH_TOKEN=AUTH_TOKEN),
+    )
+    try:
+        cli.port()
+        cli.proc.send_signal(signal.SIGTERM)
+        assert cli.finish() == 0
+    finally:
+        cli.stop()
     assert "Traceback" not in cli.stderr
