@@ -176,6 +176,13 @@ def start_bare(workdir: Path) -> Server:
     )
 
 
+def start_minimal(store: Path, workdir: Path, public_url: str) -> Server:
+    """The correct-work baseline (`minimal_listener.py`), checking signatures made for
+    `public_url` (the verifycli listener's, so both do the same HMAC work on the same batch)."""
+    argv = [sys.executable, str(HERE / "minimal_listener.py"), "--store", str(store)]
+    return _start("minimal", [*argv, "--public-url", public_url], workdir, subprocess.DEVNULL)
+
+
 @contextlib.contextmanager
 def workspace(keep: bool = False) -> Iterator[Path]:
     """A scratch folder on a real disk (stores must fsync for real), removed afterwards."""
