@@ -71,27 +71,14 @@ class SignatureResult:
         )
 
 
-def _plain_params(params: Params) -> dict[str, str | list[str]]:
-    return {k: v if isinstance(v, str) else list(v) for k, v in params.items()}
-
-
 @functools.cache
 def _sdk() -> SimpleNamespace:
     """plivo.utils, imported on first use: importing it loads the whole SDK (about 80 ms), which
     `export`, `events` and `--help` do not need."""
     from plivo.utils import validate_signature
-    from plivo.utils.signature_v3 import (
-        construct_get_url,
-        get_signature_v3,
-        get_sorted_params_string,
-    )
+    from plivo.utils.signature_v3 import construct_get_url
 
-    return SimpleNamespace(
-        validate_v2=validate_signature,
-        construct_get_url=construct_get_url,
-        get_signature_v3=get_signature_v3,
-        get_sorted_params_string=get_sorted_params_string,
-    )
+    return SimpleNamespace(validate_v2=validate_signature, construct_get_url=construct_get_url)
 
 
 @functools.lru_cache(maxsize=256)
@@ -102,15 +89,29 @@ def _v3_url_part(url: str, no_params: bool) -> str:
     return canonical.decode()
 
 
+def _sorted_params(params: Params) -> str:
+    """plivo's get_sorted_params_string for string values: each name and value run together,
+    names sorted, a repeated name once per sorted value. The SDK's generic version (bytes,
+    numbers, nested dicts, a format() per value) took a third of a callback's handling."""
+    parts = []
+    for name in sorted(params):
+        value = params[name]
+        if isinstance(value, str):
+            parts.append(name + value)
+        else:
+            parts.append("".join(name + v for v in sorted(value)))
+    return "".join(parts)
+
+
 def _v3_digest(method: str, url: str, params: Params, nonce: str, token: str) -> bytes:
-    # The same string as plivo's construct_get_url / construct_post_url, the URL part cached.
+    # The same string as plivo's construct_get_url / construct_post_url, the URL part cached;
+    # the same HMAC as its get_signature_v3 (whose base64 of 32 bytes has no line break).
     if method.upper() == "GET":
         canonical = _v3_url_part(url, True)
     else:
-        plain = _plain_params(params)
-        canonical = _v3_url_part(url, not plain) + _sdk().get_sorted_params_string(plain)
-    digest: bytes = _sdk().get_signature_v3(token.encode(), canonical, nonce)
-    return digest
+        canonical = _v3_url_part(url, not params) + _sorted_params(params)
+    message = f"{canonical}.{nonce}".encode()
+    return base64.b64encode(hmac.new(token.encode(), message, hashlib.sha256).digest())
 
 
 def _v2_digest(url: str, nonce: str, token: str) -> bytes:
