@@ -63,6 +63,11 @@ async def test_same_nonce_other_body_is_replayed(store: EventStore) -> None:
     forged = await store.append(make_event(1, nonce="n1", body="ChannelStatus=delivered"))
     assert forged.signature.verdict == "replayed"
     assert f"#{first.id}" in forged.signature.detail
+    # The record's JSON, made before the look-back, is made again with the new verdict.
+    assert forged.id is not None
+    stored = StoreReader(store.path).get(forged.id)
+    assert stored.signature.verdict == "replayed"
+    assert '"verdict":"replayed"' in forged.to_json()
 
 
 async def test_policy_sees_the_final_verdict(store: EventStore) -> None:
