@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl
 
-from verifycli.callbacks import CallbackEvent, decode_body, encode_body, parse_params
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from verifycli.callbacks import (
+    MAX_FIELDS,
+    CallbackEvent,
+    decode_body,
+    encode_body,
+    form_pairs,
+    parse_params,
+)
 from verifycli.signature import SignatureResult
 
 FORM = "application/x-www-form-urlencoded"
@@ -158,3 +170,18 @@ def test_every_answer_but_200_is_marked_as_one_plivo_will_retry() -> None:
     out = io.StringIO()
     Console(file=out, width=200).print(events_table([event]))
     assert "204 (Plivo will retry)" in out.getvalue()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab=&+%2B0fFé\x00 ;"), max_size=40))
+def test_form_pairs_is_parse_qsl(text: str) -> None:
+    """The form parser gives exactly parse_qsl's pairs (blanks kept, bad escapes replaced)."""
+    expected = parse_qsl(text, keep_blank_values=True, errors="replace", max_num_fields=MAX_FIELDS)
+    assert form_pairs(text) == expected
+
+
+def test_form_pairs_caps_fields_as_parse_qsl_does() -> None:
+    """More than MAX_FIELDS fields is refused before any is read."""
+    with pytest.raises(ValueError, match="Max number of fields"):
+        form_pairs("a=1" + "&a=1" * MAX_FIELDS)
+    assert len(form_pairs("a=1" + "&a=1" * (MAX_FIELDS - 1))) == MAX_FIELDS

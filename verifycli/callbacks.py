@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from verifycli.error_codes import describe
 from verifycli.signature import SignatureResult
@@ -61,8 +61,33 @@ def clean_text(text: str) -> str:
 
 
 def has_surrogates(texts: Iterable[str]) -> bool:
-    """Whether any of `texts` needs clean_text: one search instead of one per text."""
-    return _SURROGATE.search("".join(texts)) is not None
+    """Whether any of `texts` needs clean_text: one search instead of one per text, and none
+    when all are ASCII (the usual headers), which isascii() tells far faster."""
+    joined = "".join(texts)
+    return not joined.isascii() and _SURROGATE.search(joined) is not None
+
+
+def form_pairs(text: str) -> list[tuple[str, str]]:
+    """What `parse_qsl(text, keep_blank_values=True, errors="replace",
+    max_num_fields=MAX_FIELDS)` returns, without a call to unquote for each name and value
+    that has nothing to unquote (a Plivo form is mostly such): half the time."""
+    if text and MAX_FIELDS < 1 + text.count("&"):
+        raise ValueError("Max number of fields exceeded")
+    pairs = []
+    for piece in text.split("&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "%" in name:
+            name = unquote(name, errors="replace")
+        if "+" in value:
+            value = value.replace("+", " ")
+        if "%" in value:
+            value = unquote(value, errors="replace")
+        pairs.append((name, value))
+    return pairs
 
 
 def _collect(pairs: Iterable[tuple[str, str]], clean: bool = True) -> dict[str, str | list[str]]:
@@ -170,10 +195,7 @@ def parse_params(method: str, content_type: str, body: bytes, query: str) -> Par
         if mime == "application/x-www-form-urlencoded" or (not mime and b"=" in body):
             text = body.decode("utf-8", "replace")
             # Decoded and unquoted with errors="replace": no lone surrogate can come out.
-            pairs = parse_qsl(
-                text, keep_blank_values=True, errors="replace", max_num_fields=MAX_FIELDS
-            )
-            body_params = _collect(pairs, clean=False)
+            body_params = _collect(form_pairs(text), clean=False)
         elif mime.startswith("multipart/"):
             body_params = _collect(_multipart(content_type, body))
         elif mime == "application/json" or mime.endswith("+json"):
