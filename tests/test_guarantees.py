@@ -40,6 +40,12 @@ async def test_answer_waits_for_the_commit(listener: Listener, store_path: Path)
     assert rows == [("held-1",)]
 
 
+async def test_running_writer_is_wal_with_synchronous_full(listener: Listener) -> None:
+    """The store's own writer connection, while the listener runs, is in WAL mode with
+    synchronous=FULL (2): a commit is on disk before its callback is answered."""
+    assert await listener.store.durability() == ("wal", 2)
+
+
 async def test_store_runs_in_wal_mode(listener: Listener, store_path: Path) -> None:
     """The running store's journal is WAL (readers never block the writer)."""
     reader = sqlite3.connect(store_path)

@@ -409,6 +409,16 @@ class EventStore:
             encoded = (event.signature, _record_json(event))
         return await self._submit(lambda conn: _insert(conn, event, policy, encoded))
 
+    async def durability(self) -> tuple[str, int]:
+        """The writer connection's journal mode and synchronous level as it runs: the settings
+        the no-loss promise rests on ("wal", 2 = FULL). Per connection, so asked of the writer."""
+
+        def run(conn: sqlite3.Connection) -> tuple[str, int]:
+            journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            return str(journal), int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+        return await self._submit(run)
+
     async def set_forward(
         self, event_id: int, forward: dict[str, Any], response_status: int | None = None
     ) -> None:
