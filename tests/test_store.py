@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers.events import make_event
@@ -210,3 +212,78 @@ async def test_a_record_sqlite_cannot_take_fails_alone(store: EventStore) -> Non
     good = [r for i, r in enumerate(results) if i != 2]
     assert all(isinstance(r, CallbackEvent) and r.id is not None for r in good)
     assert [r["session_uuid"] for r in StoreReader(store.path).iter_records()] == list("abcd")
+
+
+async def _in_one_group(store: EventStore, events: list[CallbackEvent]) -> list[object]:
+    """Append `events` while the writer is held, so that it commits them in one transaction."""
+    gate = threading.Event()
+    held = asyncio.ensure_future(store._submit(lambda conn: gate.wait(10)))
+    groups: list[int] = []
+    commit = store._commit
+
+    def spy(jobs: list[Any]) -> None:
+        groups.append(len(jobs))
+        commit(jobs)
+
+    store._commit = spy  # type: ignore[method-assign]
+    try:
+        appends = [asyncio.ensure_future(store.append(e)) for e in events]
+        await asyncio.sleep(0)  # every append is queued behind the held job
+        gate.set()
+        await held
+        results = await asyncio.gather(*appends, return_exceptions=True)
+    finally:
+        del store._commit
+    # The held job came alone, or first in the same group.
+    assert groups in ([1, len(events)], [len(events) + 1]), groups
+    return results
+
+
+async def test_deliveries_in_one_group_see_each_other(store: EventStore) -> None:
+    """Within one group commit, a later delivery sees the earlier ones as if stored before it:
+    the same nonce and body is a retry, the same nonce on another body is replayed, the same
+    attempt and status under a new nonce is a retry of the first."""
+    earlier = await store.append(make_event(0, attempt="other", nonce="n0"))
+    first, dup, forged, retry, old_nonce = await _in_one_group(
+        store,
+        [
+            make_event(1, nonce="n1", attempt="x"),
+            make_event(1, nonce="n1", attempt="x"),
+            make_event(1, nonce="n1", attempt="y", body="ChannelStatus=delivered"),
+            make_event(1, nonce="n2", attempt="x"),
+            make_event(2, nonce="n0", attempt="z", body="other"),
+        ],
+    )
+    assert isinstance(first, CallbackEvent) and first.retry_of is None
+    assert isinstance(dup, CallbackEvent) and isinstance(forged, CallbackEvent)
+    assert isinstance(retry, CallbackEvent) and isinstance(old_nonce, CallbackEvent)
+    assert (dup.signature.verdict, dup.retry_of) == ("valid", first.id)
+    assert forged.signature.verdict == "replayed" and f"#{first.id}" in forged.signature.detail
+    assert (retry.signature.verdict, retry.retry_of) == ("valid", first.id)
+    assert old_nonce.signature.verdict == "replayed" and f"#{earlier.id}" in (
+        old_nonce.signature.detail
+    )
+    ids = [e.id for e in (first, dup, forged, retry, old_nonce)]
+    assert ids == list(range((earlier.id or 0) + 1, (earlier.id or 0) + 6))
+    # What each caller got is what was stored.
+    for event in (first, dup, forged, retry, old_nonce):
+        stored = StoreReader(store.path).get(event.id or 0)
+        assert (stored.signature.verdict, stored.retry_of) == (
+            event.signature.verdict,
+            event.retry_of,
+        )
+        assert stored.to_json() == event.to_json()
+
+
+async def test_a_failed_record_in_a_group_is_not_seen_by_the_rest(store: EventStore) -> None:
+    """A record SQLite cannot take fails alone in its group, and the later deliveries of
+    the same attempt in that group point at the first stored one, not at it."""
+    bad = make_event(1, nonce="n1", attempt="x")
+    bad.fields["SessionUUID"] = "\ud800"
+    failed, first, again = await _in_one_group(
+        store, [bad, make_event(1, nonce="n2", attempt="x"), make_event(1, nonce="n3", attempt="x")]
+    )
+    assert isinstance(failed, StoreWriteError)
+    assert isinstance(first, CallbackEvent) and isinstance(again, CallbackEvent)
+    assert first.retry_of is None and again.retry_of == first.id
+    assert [r["id"] for r in StoreReader(store.path).iter_records()] == [first.id, again.id]
