@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from helpers.env import AUTH_TOKEN
 from helpers.receiver import Receiver
+from helpers.signing import DELIVERED as FIELDS
 from yarl import URL
 
 from verifycli.errors import ConfigError
@@ -27,17 +28,6 @@ from verifycli.signature import signed_headers
 from verifycli.store import StoreReader
 
 TOKEN = "test-inspector-token-0123456789"
-FIELDS = {
-    "SessionUUID": "4124e518-a8c9-4feb-8cff-d86636ba9234",
-    "AttemptUUID": "9a0c1d2e-0000-4feb-8cff-d86636ba9234",
-    "AttemptSequence": "1",
-    "Channel": "sms",
-    "ChannelStatus": "delivered",
-    "SessionStatus": "in-progress",
-    "ChannelErrorCode": "",
-    "Recipient": "14155550100",
-    "RequestTime": "2026-11-28 08:30:00 +0000 UTC",
-}
 
 
 @pytest.fixture

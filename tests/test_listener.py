@@ -9,23 +9,13 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from helpers.env import AUTH_TOKEN, Collect
+from helpers.signing import DELIVERED as FIELDS
 
 from verifycli.listener import Listener, ListenOptions
 from verifycli.signature import Checker, signed_headers
 from verifycli.store import EventStore, StoreReader
 
 PUBLIC = "https://abcd.ngrok-free.app"
-FIELDS = {
-    "SessionUUID": "4124e518-a8c9-4feb-8cff-d86636ba9234",
-    "AttemptUUID": "9a0c1d2e-0000-4feb-8cff-d86636ba9234",
-    "AttemptSequence": "1",
-    "Channel": "sms",
-    "ChannelStatus": "delivered",
-    "SessionStatus": "in-progress",
-    "ChannelErrorCode": "",
-    "Recipient": "14155550100",
-    "RequestTime": "2026-11-28 08:30:00 +0000 UTC",
-}
 
 
 @pytest.fixture

@@ -12,6 +12,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from verifycli.signature import signed_headers
 
 RECIPIENT = "+14155550100"
+# One delivered SMS callback, every field Plivo's guide lists, as Plivo posts it.
+DELIVERED = {
+    "SessionUUID": "4124e518-a8c9-4feb-8cff-d86636ba9234",
+    "AttemptUUID": "9a0c1d2e-0000-4feb-8cff-d86636ba9234",
+    "AttemptSequence": "1",
+    "Channel": "sms",
+    "ChannelStatus": "delivered",
+    "SessionStatus": "in-progress",
+    "ChannelErrorCode": "",
+    "Recipient": "14155550100",
+    "RequestTime": "2026-11-28 08:30:00 +0000 UTC",
+}
 
 
 def mac(token: str, message: str) -> str:
