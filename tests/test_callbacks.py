@@ -6,6 +6,7 @@ import json
 from urllib.parse import parse_qsl
 
 import pytest
+from helpers.events import form_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,18 +120,7 @@ def test_record_round_trip() -> None:
 
 def _with_error(channel: str, code: str) -> CallbackEvent:
     fields = {"Channel": channel, "ChannelErrorCode": code, "ChannelStatus": "failed"}
-    return CallbackEvent(
-        method="POST",
-        url="https://x.example/cb",
-        path="/cb",
-        query="",
-        headers={},
-        content_type=FORM,
-        body="",
-        body_encoding="utf-8",
-        fields=fields,
-        signature=SignatureResult("valid", "v2", "ok"),
-    )
+    return form_event(fields)
 
 
 def test_channel_error_text_says_what_the_code_means() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers.env import AUTH_ID, AUTH_TOKEN, MAIN_TOKEN, NGROK_TOKEN, Collect, cli_env
+from helpers.events import form_event
 from helpers.ngrok_stub import fake_ngrok_env, pid_alive, wait_until
 from helpers.procs import run_cli
 from plivo.utils import validate_signature
@@ -27,7 +28,6 @@ from verifycli.session import (
     Tracker,
     follow_session,
 )
-from verifycli.signature import SignatureResult
 from verifycli.simulator import Simulator
 from verifycli.store import StoreReader
 from verifycli.tunnel import TunnelSpec
@@ -400,20 +400,7 @@ def _callback(sequence: str, status: str, error: str = "", session: str = "s-1")
         "ChannelStatus": status,
         "ChannelErrorCode": error,
     }
-    return CallbackEvent(
-        method="POST",
-        url="https://x.example/cb",
-        path="/cb",
-        query="",
-        headers={},
-        content_type="application/x-www-form-urlencoded",
-        body="",
-        body_encoding="utf-8",
-        fields=fields,
-        signature=SignatureResult("valid", "v2", "ok"),
-        received_at="2026-12-02T21:00:00.000000+00:00",
-        response_status=200,
-    )
+    return form_event(fields, received_at="2026-12-02T21:00:00.000000+00:00", response_status=200)
 
 
 async def test_send_follows_its_own_attempt_in_a_joined_session() -> None:

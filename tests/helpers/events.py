@@ -2,8 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from verifycli.callbacks import CallbackEvent
 from verifycli.signature import SignatureResult
+
+
+def form_event(
+    fields: dict[str, str],
+    signature: SignatureResult | None = None,
+    body: str = "",
+    **record: Any,
+) -> CallbackEvent:
+    """A POSTed form callback to https://x.example/cb carrying `fields`; `record` sets any
+    other CallbackEvent field (received_at, response_status, id, ...)."""
+    return CallbackEvent(
+        method="POST",
+        url="https://x.example/cb",
+        path="/cb",
+        query="",
+        headers={},
+        content_type="application/x-www-form-urlencoded",
+        body=body,
+        body_encoding="utf-8",
+        fields=fields,
+        signature=signature or SignatureResult("valid", "v2", "ok"),
+        **record,
+    )
 
 
 def make_event(
@@ -23,15 +48,8 @@ def make_event(
         "SessionStatus": "in-progress",
         "N": str(n),
     }
-    return CallbackEvent(
-        method="POST",
-        url="https://x.example/cb",
-        path="/cb",
-        query="",
-        headers={},
-        content_type="application/x-www-form-urlencoded",
-        body=body if body is not None else "&".join(f"{k}={v}" for k, v in fields.items()),
-        body_encoding="utf-8",
-        fields=fields,
-        signature=SignatureResult(verdict, "v3", "", nonce),  # type: ignore[arg-type]
+    return form_event(
+        fields,
+        SignatureResult(verdict, "v3", "", nonce),  # type: ignore[arg-type]
+        body if body is not None else "&".join(f"{k}={v}" for k, v in fields.items()),
     )
