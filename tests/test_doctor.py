@@ -240,7 +240,7 @@ async def test_store_checks(tmp_path: Path) -> None:
     with EventStore(path):
         pass
     check = doctor.check_store(path)
-    assert check.status == "ok" and "0 events, schema 1, writable" in check.detail
+    assert check.status == "ok" and "0 events, schema 2, writable" in check.detail
 
     foreign = tmp_path / "notes.txt"
     foreign.write_text("hello")

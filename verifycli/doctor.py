@@ -313,7 +313,8 @@ def check_store(path: Path) -> Check:
     except (OSError, sqlite3.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return Check(name, "fail", f"cannot read {path}: {reason}", flag_fix)
-    if version not in (0, SCHEMA_VERSION):
+    # An older store is read as it is, and brought up to date by the next listen.
+    if version > SCHEMA_VERSION:
         return Check(
             name,
             "fail",

@@ -19,7 +19,7 @@ from verifycli.callbacks import CallbackEvent, join_record
 from verifycli.errors import ConfigError, EventNotFound, StoreError, StoreWriteError
 from verifycli.signature import SignatureResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x56434C49  # "VCLI": tells our files from any other SQLite database
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BATCH_MAX = 512
@@ -30,7 +30,7 @@ _WRITER_CHECKPOINT = 10_000
 _FETCH = 1000
 _SQLITE_MAX_INT = 2**63 - 1  # the largest id or LIMIT SQLite can take
 
-_SCHEMA = """
+_EVENTS = """
 CREATE TABLE events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at TEXT NOT NULL,
@@ -45,13 +45,70 @@ CREATE TABLE events (
     response_status INTEGER,
     record TEXT NOT NULL,
     forward TEXT
-);
-CREATE INDEX events_session ON events (session_uuid);
-CREATE INDEX events_received ON events (received_at);
-CREATE INDEX events_retry ON events (attempt_uuid, channel_status, session_status)
-    WHERE attempt_uuid IS NOT NULL;
-CREATE INDEX events_nonce ON events (nonce) WHERE nonce IS NOT NULL;
-"""
+)"""
+# Every index of a store grows only at its end. An index keyed on a random id (a session, an
+# attempt, a nonce) takes one more page to the WAL and its fsync for each callback, which
+# halved ingest (docs/performance.md); so those keys are copied, by a trigger in the same
+# insert, into `keys`, a narrow table that grows at its end too. The writer looks back in
+# copies of it held in memory (see _LOOK_BACK_TABLES); readers scan it, not the records.
+_KEYS = (
+    """CREATE TABLE keys (
+    id INTEGER PRIMARY KEY,
+    session_uuid TEXT,
+    attempt_uuid TEXT,
+    channel_status TEXT,
+    session_status TEXT,
+    nonce TEXT,
+    body_sha256 TEXT
+)""",
+    # `nonce` only for a valid event: the look-back asks for the first valid use of a nonce.
+    """CREATE TRIGGER events_keys AFTER INSERT ON events BEGIN
+    INSERT INTO keys VALUES (new.id, new.session_uuid, new.attempt_uuid, new.channel_status,
+        new.session_status, CASE WHEN new.verdict = 'valid' THEN new.nonce END,
+        CASE WHEN new.verdict = 'valid' THEN new.body_sha256 END);
+END""",
+)
+_SCHEMA = (_EVENTS, "CREATE INDEX events_received ON events (received_at)", *_KEYS)
+# Schema 1 kept those keys in indexes of `events`: moved into `keys` when a writer opens it.
+_FROM_1 = (
+    *_KEYS,
+    "INSERT INTO keys SELECT id, session_uuid, attempt_uuid, channel_status, session_status,"
+    " CASE WHEN verdict = 'valid' THEN nonce END,"
+    " CASE WHEN verdict = 'valid' THEN body_sha256 END FROM events ORDER BY id",
+    "DROP INDEX IF EXISTS events_session",
+    "DROP INDEX IF EXISTS events_retry",
+    "DROP INDEX IF EXISTS events_nonce",
+)
+# The writer's look-back, in memory (one connection's temp tables, in its transactions, so a
+# group that rolls back leaves them as they were): the first valid use of each nonce and the
+# first delivery of each attempt's status. A row with a NULL key part matches nothing, as
+# `= NULL` matches nothing, so none is kept.
+_LOOK_BACK_TABLES = (
+    "PRAGMA temp_store = MEMORY",
+    "CREATE TEMP TABLE first_nonce (nonce TEXT PRIMARY KEY, id INTEGER NOT NULL, body_sha256 TEXT)"
+    " WITHOUT ROWID",
+    "CREATE TEMP TABLE first_retry (attempt_uuid TEXT, channel_status TEXT, session_status TEXT,"
+    " id INTEGER NOT NULL, PRIMARY KEY (attempt_uuid, channel_status, session_status))"
+    " WITHOUT ROWID",
+    """CREATE TEMP TRIGGER keys_first AFTER INSERT ON main.keys BEGIN
+    INSERT OR IGNORE INTO first_nonce SELECT new.nonce, new.id, new.body_sha256
+        WHERE new.nonce IS NOT NULL;
+    INSERT OR IGNORE INTO first_retry
+        SELECT new.attempt_uuid, new.channel_status, new.session_status, new.id
+        WHERE new.attempt_uuid IS NOT NULL AND new.channel_status IS NOT NULL
+        AND new.session_status IS NOT NULL;
+END""",
+)
+# Keys other writers (another listen on the same store) added since `?`, read in id order so
+# that the first stays first: run while the write lock is held, before a group looks back.
+_CATCH_UP = (
+    "INSERT OR IGNORE INTO temp.first_nonce SELECT nonce, id, body_sha256 FROM main.keys"
+    " WHERE id > ? AND nonce IS NOT NULL ORDER BY id",
+    "INSERT OR IGNORE INTO temp.first_retry"
+    " SELECT attempt_uuid, channel_status, session_status, id FROM main.keys"
+    " WHERE id > ? AND attempt_uuid IS NOT NULL AND channel_status IS NOT NULL"
+    " AND session_status IS NOT NULL ORDER BY id",
+)
 
 # Keys kept in their own columns, so they can change after the insert.
 _COLUMN_KEYS = ("id", "retry_of", "response_status", "forward")
@@ -74,14 +131,30 @@ class Filters:
     text: str | None = None
     after: int | None = None
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(self, keyed: bool = True) -> tuple[str, list[Any]]:
+        """The WHERE clause and its arguments. `keyed`: the store has the `keys` table (schema
+        2), whose narrow rows are scanned for a session instead of the records."""
         clauses: list[str] = []
         args: list[Any] = []
-        for column, value in (
-            ("session_uuid", self.session),
-            ("channel_status", self.status),
-            ("verdict", self.verdict),
-        ):
+        session: list[str] = []  # conditions on the session, with their arguments in `held`
+        held: list[Any] = []
+        if self.session is not None:
+            session.append("session_uuid = ?")
+            held.append(self.session)
+        if self.session_prefix:
+            session.append("substr(session_uuid, 1, ?) = ?")
+            held.extend((len(self.session_prefix), self.session_prefix))
+        if session and keyed:
+            # Only the rows after `after` are read again when the inspector asks for new ones.
+            if self.after is not None:
+                session.append("id > ?")
+                held.append(self.after)
+            clauses.append(f"id IN (SELECT id FROM keys WHERE {' AND '.join(session)})")
+            args.extend(held)
+        else:
+            clauses.extend(session)
+            args.extend(held)
+        for column, value in (("channel_status", self.status), ("verdict", self.verdict)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
@@ -91,9 +164,6 @@ class Filters:
         if self.ids is not None:
             clauses.append(f"id IN ({','.join('?' * len(self.ids))})")
             args.extend(self.ids)
-        if self.session_prefix:
-            clauses.append("substr(session_uuid, 1, ?) = ?")
-            args.extend((len(self.session_prefix), self.session_prefix))
         if self.text:
             # ASCII case folding only (SQLite's lower()); the record is JSON with raw UTF-8.
             clauses.append("instr(lower(record), lower(?)) > 0")
@@ -102,6 +172,18 @@ class Filters:
             clauses.append("id > ?")
             args.append(self.after)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def _sessions(conn: sqlite3.Connection) -> str:
+    """The table to read sessions from: the narrow `keys`, or the records in a schema-1 store."""
+    return "keys" if _keyed(conn) else "events"
+
+
+def _keyed(conn: sqlite3.Connection) -> bool:
+    """Whether the store has the `keys` table (schema 2); one written by verifycli before has
+    its session index instead, until a listen opens it."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'keys'")
+    return found.fetchone() is not None
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
@@ -183,6 +265,31 @@ def _row_json(row: tuple[int, str, int | None, int | None, str | None]) -> str:
     return join_record(*row)
 
 
+def _load_look_back(conn: sqlite3.Connection) -> int:
+    """Make the writer connection's look-back tables and fill them from the store; returns
+    the last id they hold."""
+    for statement in _LOOK_BACK_TABLES:
+        conn.execute(statement)
+    conn.execute("BEGIN")
+    _catch_up(conn, 0)
+    known = _newest(conn)
+    conn.execute("COMMIT")
+    return known
+
+
+def _newest(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM keys").fetchone()[0])
+
+
+def _catch_up(conn: sqlite3.Connection, known: int) -> None:
+    """Add to the look-back tables the keys stored after id `known`: by another writer, or
+    all of them when `known` is 0. Called with the write lock held (no other writer can add
+    any until this transaction ends), before the group looks back."""
+    if _newest(conn) > known:
+        for statement in _CATCH_UP:
+            conn.execute(statement, (known,))
+
+
 class _Job:
     __slots__ = ("run", "future", "loop")
 
@@ -214,7 +321,7 @@ class EventStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._conn = self._open_writer(path)
+        self._conn, self._known = self._open_writer(path)  # _known: the look-back's last id
         self._identity = _identity(path)
         self._generation = 0  # bumped when the file is opened again (it was deleted or replaced)
         self._notices: list[str] = []
@@ -232,7 +339,9 @@ class EventStore:
         self._checkpointer.start()
 
     @staticmethod
-    def _open_writer(path: Path) -> sqlite3.Connection:
+    def _open_writer(path: Path) -> tuple[sqlite3.Connection, int]:
+        """The writer connection, the store created or brought to this schema, and the last
+        id its look-back tables hold."""
         try:
             # A new folder is the user's only: the store holds phone numbers.
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -259,16 +368,18 @@ class EventStore:
             # Created in one transaction in rollback mode, before WAL: another process opening
             # the same new file at the same moment sees nothing or a whole store, never half.
             conn.execute("BEGIN IMMEDIATE")
-            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                if version == 0:
+                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                for statement in _SCHEMA if version == 0 else _FROM_1:
+                    conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
             _retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_CHECKPOINT}")
+            known = _load_look_back(conn)
         except sqlite3.Error as exc:
             raise StoreError(
                 f"cannot write the store {path}: {exc}; choose a writable --store"
@@ -277,7 +388,7 @@ class EventStore:
             raise StoreError(
                 f"cannot write the store {path} ({exc.strerror}); choose a writable --store"
             ) from None
-        return conn
+        return conn, known
 
     def take_notice(self) -> str | None:
         """A message for the user about the store itself (it was deleted, replaced), once."""
@@ -289,7 +400,7 @@ class EventStore:
         if _identity(self.path) == self._identity:
             return True
         try:
-            conn = self._open_writer(self.path)
+            opened = self._open_writer(self.path)
         except StoreError as exc:
             if not self._lost:
                 self._lost = True
@@ -300,7 +411,7 @@ class EventStore:
             return False
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
-        self._conn = conn
+        self._conn, self._known = opened
         self._identity = _identity(self.path)
         self._generation += 1
         self._lost = False
@@ -338,6 +449,7 @@ class EventStore:
             if not self._still_ours():
                 raise OSError(f"{self.path} is not the store it was")
             self._conn.execute("BEGIN IMMEDIATE")
+            _catch_up(self._conn, self._known)
             for job in jobs:
                 try:
                     done.append((job, job.run(self._conn), None))
@@ -345,7 +457,9 @@ class EventStore:
                     # This job's own data (text SQLite cannot take): only it fails, not the
                     # callbacks committed with it.
                     done.append((job, None, exc))
+            newest = _newest(self._conn)
             self._conn.execute("COMMIT")
+            self._known = newest
             # Deleted while we wrote: committed to a file nobody can find, so not stored.
             if _identity(self.path) != self._identity:
                 raise OSError(f"{self.path} was deleted or replaced as this was written")
@@ -468,12 +582,11 @@ def content_digest(event: CallbackEvent) -> str:
 
 
 # The first valid event with this nonce (its id and digest), and the first delivery of this
-# attempt's status; NULL for a NULL key (a condition on NULL matches no row).
+# attempt's status, from the writer's look-back tables; NULL for a NULL key.
 _LOOK_BACK = (
-    "SELECT n.id, n.body_sha256, (SELECT id FROM events WHERE attempt_uuid = ?2"
-    " AND channel_status = ?3 AND session_status = ?4 ORDER BY id LIMIT 1)"
-    " FROM (SELECT 1) LEFT JOIN (SELECT id, body_sha256 FROM events WHERE nonce = ?1"
-    " AND verdict = 'valid' ORDER BY id LIMIT 1) AS n"
+    "SELECT n.id, n.body_sha256, (SELECT id FROM temp.first_retry WHERE attempt_uuid = ?2"
+    " AND channel_status = ?3 AND session_status = ?4)"
+    " FROM (SELECT 1) LEFT JOIN temp.first_nonce AS n ON n.nonce = ?1"
 )
 # A record with a body up to this many characters is encoded on the caller's thread (the event
 # loop); a larger one in the writer, so that no callback holds the loop for milliseconds.
@@ -570,21 +683,21 @@ class StoreReader:
 
     def iter_json(self, filters: Filters = Filters(), limit: int | None = None) -> Iterator[str]:
         """Each selected record as a JSON line (no newline), oldest first, streamed."""
-        where, args = filters.where()
         columns = "id, record, retry_of, response_status, forward"
         if limit is not None and limit > _SQLITE_MAX_INT:
             raise ConfigError(f"--limit must be at most 2**63-1 ({_SQLITE_MAX_INT}), not {limit}")
-        if limit is not None:
-            sql = (
-                f"SELECT * FROM (SELECT {columns} FROM events{where} ORDER BY id DESC LIMIT ?)"
-                " ORDER BY id"
-            )
-            args = [*args, limit]
-        else:
-            sql = f"SELECT {columns} FROM events{where} ORDER BY id"
         with self._connect() as conn:
             if conn is None:
                 return
+            where, args = filters.where(_keyed(conn))
+            if limit is not None:
+                sql = (
+                    f"SELECT * FROM (SELECT {columns} FROM events{where} ORDER BY id DESC"
+                    " LIMIT ?) ORDER BY id"
+                )
+                args = [*args, limit]
+            else:
+                sql = f"SELECT {columns} FROM events{where} ORDER BY id"
             cursor = conn.execute(sql, args)
             while rows := cursor.fetchmany(_FETCH):
                 for row in rows:
@@ -609,10 +722,10 @@ class StoreReader:
         raise EventNotFound(f"no event #{event_id} in {self.path}; `verifycli events` lists them")
 
     def count(self, filters: Filters = Filters()) -> int:
-        where, args = filters.where()
         with self._connect() as conn:
             if conn is None:
                 return 0
+            where, args = filters.where(_keyed(conn))
             return int(conn.execute(f"SELECT count(*) FROM events{where}", args).fetchone()[0])
 
     def sessions_starting(self, prefix: str, most: int = 6) -> list[str]:
@@ -623,7 +736,7 @@ class StoreReader:
             if conn is None:
                 return []
             rows = conn.execute(
-                "SELECT DISTINCT session_uuid FROM events WHERE session_uuid GLOB ?"
+                f"SELECT DISTINCT session_uuid FROM {_sessions(conn)} WHERE session_uuid GLOB ?"
                 " ORDER BY session_uuid LIMIT ?",
                 (pattern, most),
             ).fetchall()
@@ -657,7 +770,7 @@ class StoreReader:
             if conn is None:
                 return []
             rows = conn.execute(
-                "SELECT session_uuid FROM events WHERE session_uuid IS NOT NULL"
+                f"SELECT session_uuid FROM {_sessions(conn)} WHERE session_uuid IS NOT NULL"
                 " GROUP BY session_uuid ORDER BY max(id) DESC LIMIT ?",
                 (limit,),
             ).fetchall()
