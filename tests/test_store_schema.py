@@ -108,6 +108,7 @@ def test_a_schema_1_store_reads_by_session_without_being_upgraded(tmp_path: Path
     reader = StoreReader(path)
     assert [e.id for e in reader.iter_events(Filters(session="s-old"))] == [1, 2]
     assert reader.count(Filters(session_prefix="s-o")) == 2
+    assert reader.count(Filters(sessions=("s-old", "s-new"))) == 2
     assert reader.sessions(5) == ["s-old"]
     assert reader.whole_session("s-o") == "s-old"
     assert check_store(path).status == "ok"
@@ -123,6 +124,8 @@ async def test_sessions_read_from_keys(store: EventStore) -> None:
     assert [e.id for e in reader.iter_events(Filters(session="s-a"))] == [1, 3, 5]
     assert [e.id for e in reader.iter_events(Filters(session_prefix="s-a", after=1))] == [3, 5]
     assert reader.count(Filters(session="s-b")) == 1
+    assert [e.id for e in reader.iter_events(Filters(sessions=("s-c", "s-b")))] == [2, 4]
+    assert reader.count(Filters(sessions=())) == 0
     assert reader.sessions(2) == ["s-a", "s-c"]
     assert reader.sessions_starting("s-") == ["s-a", "s-b", "s-c"]
 

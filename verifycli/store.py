@@ -131,6 +131,7 @@ class Filters:
     ids: tuple[int, ...] | None = None
     # The inspector's filters: a SessionUUID prefix, words anywhere in the record, new ids.
     session_prefix: str | None = None
+    sessions: tuple[str, ...] | None = None  # any of these SessionUUIDs
     text: str | None = None
     after: int | None = None
 
@@ -147,6 +148,9 @@ class Filters:
         if self.session_prefix:
             session.append("substr(session_uuid, 1, ?) = ?")
             held.extend((len(self.session_prefix), self.session_prefix))
+        if self.sessions is not None:
+            session.append(f"session_uuid IN ({','.join('?' * len(self.sessions))})")
+            held.extend(self.sessions)
         if session and keyed:
             # Only the rows after `after` are read again when the inspector asks for new ones.
             if self.after is not None:
