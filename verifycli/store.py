@@ -298,17 +298,23 @@ def _catch_up(conn: sqlite3.Connection, known: int) -> None:
 
 
 class _Job:
-    __slots__ = ("run", "future", "loop")
+    __slots__ = ("run", "future", "loop", "append")
 
     def __init__(
         self,
         run: Callable[[sqlite3.Connection], Any],
         future: asyncio.Future[Any] | None,
         loop: asyncio.AbstractEventLoop | None,
+        append: _Append | None = None,
     ) -> None:
-        self.run = run
+        self.run = run  # the job alone; for an append, its one-by-one way
         self.future = future
         self.loop = loop
+        self.append = append  # an append, which the writer may store with its neighbours
+
+
+Encoded = tuple[SignatureResult, str]  # a record's JSON, with the signature it holds
+_Append = tuple[CallbackEvent, "Policy | None", "Encoded | None"]
 
 
 def _settle(batch: list[tuple[_Job, Any, BaseException | None]]) -> None:
@@ -457,13 +463,15 @@ class EventStore:
                 raise OSError(f"{self.path} is not the store it was")
             self._conn.execute("BEGIN IMMEDIATE")
             _catch_up(self._conn, self._known)
+            appends: list[_Job] = []  # in a row: stored together
             for job in jobs:
-                try:
-                    done.append((job, job.run(self._conn), None))
-                except (ValueError, TypeError) as exc:
-                    # This job's own data (text SQLite cannot take): only it fails, not the
-                    # callbacks committed with it.
-                    done.append((job, None, exc))
+                if job.append is not None:
+                    appends.append(job)
+                    continue
+                done.extend(_append_all(self._conn, appends))
+                appends = []
+                done.append(_run_alone(self._conn, job))
+            done.extend(_append_all(self._conn, appends))
             newest = _newest(self._conn)
             self._conn.execute("COMMIT")
             self._known = newest
@@ -528,7 +536,15 @@ class EventStore:
             # Encoded here, while the writer is busy with the previous group's fsync, instead
             # of in the writer, whose every microsecond under the GIL delays a whole group.
             encoded = (event.signature, _record_json(event))
-        return await self._submit(lambda conn: _insert(conn, event, policy, encoded))
+        if self._closed:
+            raise StoreWriteError("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[CallbackEvent] = loop.create_future()
+        run: Callable[[sqlite3.Connection], CallbackEvent] = lambda conn: _insert(  # noqa: E731
+            conn, event, policy, encoded
+        )
+        self._queue.put(_Job(run, future, loop, (event, policy, encoded)))
+        return await future
 
     async def durability(self) -> tuple[str, int]:
         """The writer connection's journal mode and synchronous level as it runs: the settings
@@ -664,6 +680,141 @@ def _insert(
     )
     event.id = cursor.lastrowid
     return event
+
+
+Done = tuple[_Job, Any, "BaseException | None"]
+# Rows in one multi-row INSERT: 13 values each, under SQLite's oldest variable limit (999).
+_GROUP_ROWS = 70
+_COLUMNS = (
+    "id, received_at, session_uuid, attempt_uuid, channel_status, session_status, verdict,"
+    " nonce, body_sha256, retry_of, response_status, record, forward"
+)
+
+
+def _run_alone(conn: sqlite3.Connection, job: _Job) -> Done:
+    try:
+        return (job, job.run(conn), None)
+    except (ValueError, TypeError) as exc:
+        # This job's own data (text SQLite cannot take): only it fails, not the callbacks
+        # committed with it.
+        return (job, None, exc)
+
+
+def _append_all(conn: sqlite3.Connection, jobs: list[_Job]) -> list[Done]:
+    """Store appends that came in a row: a look-back and an insert for up to _GROUP_ROWS of
+    them at once. Every SQLite statement gives the GIL up and must win it back from the busy
+    event loop; one a callback made the writer's share of a group several times its CPU. A
+    record SQLite cannot take sends its rows back to one at a time, where it fails alone."""
+    done: list[Done] = []
+    for start in range(0, len(jobs), _GROUP_ROWS):
+        rows = jobs[start : start + _GROUP_ROWS]
+        appends = [job.append for job in rows if job.append is not None]
+        kept = [
+            (e, e.signature, e.retry_of, e.response_status, e.stored_json) for e, _, _ in appends
+        ]
+        try:
+            stored = _insert_group(conn, appends)
+        except (ValueError, TypeError):
+            for event, signature, retry_of, status, stored_json in kept:
+                event.signature, event.retry_of = signature, retry_of
+                event.response_status, event.stored_json, event.id = status, stored_json, None
+            done.extend(_run_alone(conn, job) for job in rows)
+            continue
+        done.extend((job, event, None) for job, event in zip(rows, stored, strict=True))
+    return done
+
+
+def _group_look_back(count: int) -> str:
+    """For `count` (nonce, attempt, channel status, session status) keys: one row holding the
+    next id and, for each key by its position, the first valid use of the nonce (id, digest)
+    and the first delivery of the attempt's status. One row, so that SQLite steps once."""
+    values = ",".join(["(?,?,?,?,?)"] * count)
+    return (
+        f"WITH g(k, nonce, attempt, cs, ss) AS (VALUES {values})"
+        " SELECT (SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+        " coalesce((SELECT max(id) FROM events), 0))),"
+        " group_concat(g.k || ' ' || coalesce(n.id, '') || ' ' || coalesce(n.body_sha256, '')"
+        " || ' ' || coalesce(r.id, ''), ',')"
+        " FROM g LEFT JOIN temp.first_nonce AS n ON n.nonce = g.nonce"
+        " LEFT JOIN temp.first_retry AS r ON r.attempt_uuid = g.attempt"
+        " AND r.channel_status = g.cs AND r.session_status = g.ss"
+    )
+
+
+def _insert_group(conn: sqlite3.Connection, appends: list[_Append]) -> list[CallbackEvent]:
+    """What _insert does for each of `appends`, in order, with one look-back and one insert:
+    a later one sees the earlier ones as stored before it. Writer thread only."""
+    keys: list[Any] = []
+    for k, (event, _, _) in enumerate(appends):
+        nonce = event.signature.nonce if event.signature.verdict == "valid" else None
+        keys.extend((k, nonce, *(event.retry_key or (None, None, None))))
+    last, found = conn.execute(_group_look_back(len(appends)), keys).fetchone()
+    stored: dict[int, tuple[int | None, str | None, int | None]] = {}
+    for item in (found or "").split(","):
+        position, nonce_id, digest, retry_id = item.split(" ")
+        stored[int(position)] = (
+            int(nonce_id) if nonce_id else None,
+            digest or None,
+            int(retry_id) if retry_id else None,
+        )
+    # What this group adds, as the triggers will add it: later ones must see it.
+    nonces: dict[str, tuple[int, str]] = {}
+    retries: dict[tuple[str, str, str], int] = {}
+    rows: list[Any] = []
+    for k, (event, policy, encoded) in enumerate(appends):
+        ident = int(last) + 1 + k
+        digest = event.body_sha256 or content_digest(event)
+        event.body_sha256 = digest
+        nonce = event.signature.nonce
+        seen_id, seen_digest, first = stored[k]
+        if event.signature.verdict == "valid" and nonce is not None:
+            if seen_id is None and nonce in nonces:
+                seen_id, seen_digest = nonces[nonce]
+            if seen_id is not None:
+                if seen_digest == digest:
+                    event.retry_of = seen_id
+                else:
+                    event.signature = event.signature.replayed(seen_id)
+        key = event.retry_key
+        if first is None and key is not None:
+            first = retries.get(key)
+        if event.retry_of is None and first is not None:
+            event.retry_of = first
+        if policy is not None:
+            event.response_status = policy(event)
+        if encoded is not None and encoded[0] is event.signature:
+            event.stored_json = encoded[1]
+        else:  # not encoded yet, or a replay changed the verdict
+            event.stored_json = _record_json(event)
+        columns = (
+            event.plivo("attempt_uuid"),
+            event.plivo("channel_status"),
+            event.plivo("session_status"),
+        )
+        if event.signature.verdict == "valid" and nonce is not None:
+            nonces.setdefault(nonce, (ident, digest))
+        if None not in columns:
+            retries.setdefault(columns, ident)  # type: ignore[arg-type]
+        rows.extend(
+            (
+                ident,
+                event.received_at,
+                event.plivo("session_uuid"),
+                *columns,
+                event.signature.verdict,
+                nonce,
+                digest,
+                event.retry_of,
+                event.response_status,
+                event.stored_json,
+                json.dumps(event.forward) if event.forward is not None else None,
+            )
+        )
+    placeholders = ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?)"] * len(appends))
+    conn.execute(f"INSERT INTO events ({_COLUMNS}) VALUES {placeholders}", rows)
+    for k, (event, _, _) in enumerate(appends):
+        event.id = int(last) + 1 + k
+    return [event for event, _, _ in appends]
 
 
 class StoreReader:
