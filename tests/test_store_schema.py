@@ -189,3 +189,18 @@ async def test_appends_in_one_group_share_one_look_back_and_one_insert(
     assert len(inserts) == len(looks) == 1
     assert next(iter(inserts)).startswith("INSERT INTO events (id,")  # the ids given at once
     assert not [s for s in statements if s.startswith("SELECT n.id")]  # no one-by-one look
+
+
+async def test_a_job_that_fails_unexpectedly_fails_its_group_not_the_writer(
+    store: EventStore,
+) -> None:
+    """Whatever a job raises, its group is rolled back and told (503 for a callback), and the
+    writer goes on: appends after it are stored instead of waiting for ever."""
+
+    def broken(conn: sqlite3.Connection) -> None:
+        raise RuntimeError("a bug in a job")
+
+    with pytest.raises(StoreWriteError):
+        await store._submit(broken)
+    after = await asyncio.wait_for(store.append(make_event(1, nonce="n1")), 10)
+    assert after.id == 1

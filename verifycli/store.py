@@ -479,7 +479,9 @@ class EventStore:
             if _identity(self.path) != self._identity:
                 raise OSError(f"{self.path} was deleted or replaced as this was written")
             self._committed.set()
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the writer must outlive any one group
+            # SQLite or the disk failed (or, a bug, a job raised something else): nothing of
+            # the group is stored, every job in it is told so, and the writer goes on.
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
             done = [(job, None, exc) for job in jobs]
