@@ -201,6 +201,6 @@ async def test_a_job_that_fails_unexpectedly_fails_its_group_not_the_writer(
         raise RuntimeError("a bug in a job")
 
     with pytest.raises(StoreWriteError):
-        await store._submit(broken)
+        await asyncio.wait_for(store._submit(broken), 10)
     after = await asyncio.wait_for(store.append(make_event(1, nonce="n1")), 10)
     assert after.id == 1
