@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from plivo.utils import validate_signature, validate_v3_signature
 
-from verifycli.signature import Checker, sign_v2, sign_v3, signed_headers
+from verifycli.signature import (
+    Checker,
+    SignatureResult,
+    new_nonce,
+    sign_v2,
+    sign_v3,
+    signed_headers,
+)
 
 URL = "https://abcd.ngrok-free.app/verify/callback"
 TOKEN = "token-of-the-subaccount"
@@ -288,3 +295,284 @@ def test_v3_canonical_string_is_the_sdks(params: dict[str, str | list[str]], non
     canonical = construct_post_url(URL, dict(params)).decode()
     expected = get_signature_v3(TOKEN.encode(), canonical, nonce).decode()
     assert sign_v3("POST", URL, params, nonce, TOKEN) == expected
+
+
+def headers_v2(sig: str, nonce: str = "55", **more: str) -> CIMultiDict[str]:
+    return CIMultiDict({"X-Plivo-Signature-V2": sig, "X-Plivo-Signature-V2-Nonce": nonce, **more})
+
+
+def test_a_result_as_a_record_is_verdict_scheme_and_detail() -> None:
+    """to_dict gives the three keys stored under `signature`, and not the nonce."""
+    result = SignatureResult("valid", "v2", "v2 matches PLIVO_AUTH_TOKEN", "55")
+    assert result.to_dict() == {
+        "verdict": "valid",
+        "scheme": "v2",
+        "detail": "v2 matches PLIVO_AUTH_TOKEN",
+    }
+
+
+def test_a_replayed_result_keeps_scheme_and_nonce_and_names_the_first_event() -> None:
+    """replayed() turns a verdict into `replayed`, same scheme and nonce, citing the event."""
+    replayed = SignatureResult("valid", "ma-v2", "ok", "55").replayed(7)
+    assert replayed == SignatureResult(
+        "replayed",
+        "ma-v2",
+        "nonce '55' was already used by event #7 with a different body: a captured signature "
+        "is being reused, do not trust this request",
+        "55",
+    )
+
+
+@pytest.mark.parametrize(
+    ("checker", "headers", "expected"),
+    [
+        (
+            Checker(TOKEN),
+            headers_v2(ref_v2(URL, "55", TOKEN)),
+            SignatureResult("valid", "v2", "v2 matches PLIVO_AUTH_TOKEN", "55"),
+        ),
+        (
+            Checker(TOKEN, MAIN),
+            headers_v2("x", **{"X-Plivo-Signature-Ma-V2": ref_v2(URL, "55", MAIN)}),
+            SignatureResult("valid", "ma-v2", "ma-v2 matches PLIVO_MAIN_AUTH_TOKEN", "55"),
+        ),
+        (
+            Checker(None),
+            headers_v2("x"),
+            SignatureResult(
+                "unchecked",
+                "v2",
+                "signed (v2) but PLIVO_AUTH_TOKEN is not set: set it to check",
+                "55",
+            ),
+        ),
+        (
+            Checker(TOKEN),
+            CIMultiDict({"X-Plivo-Signature-Ma-V2": "x", "X-Plivo-Signature-V2-Nonce": "55"}),
+            SignatureResult(
+                "unchecked",
+                "ma-v2",
+                "signed (ma-v2) but PLIVO_MAIN_AUTH_TOKEN is not set: set it to check",
+                "55",
+            ),
+        ),
+        (
+            Checker(TOKEN),
+            CIMultiDict(),
+            SignatureResult(
+                "unsigned",
+                None,
+                "no X-Plivo-Signature headers: this request was not signed by Plivo",
+            ),
+        ),
+    ],
+    ids=["valid", "valid-ma", "unchecked", "unchecked-ma", "unsigned"],
+)
+def test_each_verdict_comes_with_its_exact_result(
+    checker: Checker, headers: CIMultiDict[str], expected: SignatureResult
+) -> None:
+    """Verdict, scheme, the sentence the user reads, and the nonce the store keys replays on."""
+    assert checker.check("POST", URL, headers, PARAMS) == expected
+
+
+def test_a_lower_case_method_is_checked_as_its_upper_case() -> None:
+    """aiohttp gives methods as sent: `post` is a POST, its signature checked, not refused."""
+    result = Checker(TOKEN).check("post", URL, headers_v2(ref_v2(URL, "55", TOKEN)), PARAMS)
+    assert (result.verdict, result.scheme) == ("valid", "v2")
+
+
+def test_a_method_plivo_never_uses_is_refused_in_one_sentence() -> None:
+    """A PUT is invalid under the first scheme present, and the detail says why."""
+    headers = headers_v2(ref_v2(URL, "55", TOKEN), **{"X-Plivo-Signature-Ma-V2": "x"})
+    assert Checker(TOKEN).check("put", URL, headers, PARAMS) == SignatureResult(
+        "invalid",
+        "v2",
+        "Plivo sends callbacks as GET or POST, and this is a PUT: its signature is not "
+        "Plivo's for this request",
+    )
+
+
+def test_a_mismatch_says_which_token_and_url_were_tried() -> None:
+    """With nothing else to blame, the detail names the token, the URL and the nonce."""
+    result = Checker(TOKEN).check("POST", URL, headers_v2(ref_v2(URL, "55", "x")), PARAMS)
+    assert result == SignatureResult(
+        "invalid",
+        "v2",
+        f"v2 does not match PLIVO_AUTH_TOKEN for {URL}: wrong token, or the URL or body "
+        "changed on the way",
+        "55",
+    )
+
+
+def test_a_mismatch_with_no_nonce_says_the_nonce_header_is_empty() -> None:
+    """An absent nonce is checked as empty, and the detail points at the empty header."""
+    headers = CIMultiDict({"X-Plivo-Signature-Ma-V2": ref_v2(URL, "", "x")})
+    result = Checker(None, MAIN).check("POST", URL, headers, PARAMS)
+    assert (result.verdict, result.nonce) == ("invalid", "")
+    assert result.detail == (
+        f"ma-v2 does not match PLIVO_MAIN_AUTH_TOKEN for {URL} (X-Plivo-Signature-V2-Nonce is "
+        "empty): wrong token, or the URL or body changed on the way"
+    )
+
+
+@pytest.mark.parametrize(
+    ("configured", "twin", "expected"),
+    [
+        (
+            Checker(MAIN),
+            {"X-Plivo-Signature-Ma-V2": ref_v2(URL, "55", MAIN)},
+            "PLIVO_AUTH_TOKEN matches X-Plivo-Signature-Ma-V2, not X-Plivo-Signature-V2: it is "
+            "the main account's token, set it as PLIVO_MAIN_AUTH_TOKEN instead",
+        ),
+        (
+            Checker(None, TOKEN),
+            {"X-Plivo-Signature-V2": ref_v2(URL, "55", TOKEN)},
+            "PLIVO_MAIN_AUTH_TOKEN matches X-Plivo-Signature-V2, not X-Plivo-Signature-Ma-V2: it "
+            "is the subaccount's token, set it as PLIVO_AUTH_TOKEN instead",
+        ),
+    ],
+    ids=["main-as-auth", "auth-as-main"],
+)
+def test_a_token_in_the_wrong_variable_is_named_both_ways(
+    configured: Checker, twin: dict[str, str], expected: str
+) -> None:
+    """A token that matches the other header is the other account's: the detail says which
+    variable to move it to."""
+    headers = CIMultiDict(
+        {
+            "X-Plivo-Signature-V2": "bm9wZQ==",
+            "X-Plivo-Signature-Ma-V2": "bm9wZQ==",
+            "X-Plivo-Signature-V2-Nonce": "55",
+            **twin,
+        }
+    )
+    result = configured.check("POST", URL, headers, PARAMS)
+    assert (result.verdict, result.detail) == ("invalid", expected)
+
+
+@pytest.mark.parametrize(
+    ("signed_url", "received_url", "how"),
+    [
+        (URL + "/", URL, "with a trailing slash"),
+        (URL, URL + "/", "without the trailing slash"),
+        ("http://abcd.ngrok-free.app/verify/callback", URL, "with http:// instead of https://"),
+        (URL, "http://abcd.ngrok-free.app/verify/callback", "with https:// instead of http://"),
+        ("https://abcd.ngrok-free.app:443/verify/callback", URL, "with the port :443"),
+        ("http://h.example:80/cb", "http://h.example/cb", "with the port :80"),
+        ("http://h.example/cb", "http://h.example:80/cb", "without the port :80"),
+        ("http://[::1]:80/cb", "http://[::1]/cb", "with the port :80"),
+        ("http://[::1]/cb", "http://[::1]:80/cb", "without the port :80"),
+    ],
+)
+def test_a_url_variant_is_named_exactly(signed_url: str, received_url: str, how: str) -> None:
+    """The detail names the URL that was signed and how it differs from the one received."""
+    result = Checker(TOKEN).check(
+        "POST", received_url, headers_v2(ref_v2(signed_url, "55", TOKEN)), PARAMS
+    )
+    assert (
+        result.detail
+        == f"signed for {signed_url} ({how}), not {received_url}: give Plivo the exact URL"
+    )
+
+
+def test_a_port_that_is_not_the_default_is_not_a_variant() -> None:
+    """:8443 is a real port, not a spelling of https's default: no variant is blamed."""
+    signed = "https://abcd.ngrok-free.app/verify/callback"
+    received = "https://abcd.ngrok-free.app:8443/verify/callback"
+    result = Checker(TOKEN).check("POST", received, headers_v2(ref_v2(signed, "55", TOKEN)), PARAMS)
+    assert result.detail.startswith("v2 does not match PLIVO_AUTH_TOKEN")
+
+
+def test_the_local_address_is_a_variant_only_when_it_differs() -> None:
+    """Signed for the local address: named as such; the public URL itself is not offered."""
+    local = "http://127.0.0.1:8080/verify/callback"
+    headers = headers_v2(ref_v2(local, "55", TOKEN))
+    result = Checker(TOKEN).check("POST", URL, headers, PARAMS, local_url=local)
+    assert result.detail == (
+        f"signed for {local} (for the local address instead of the public URL), not {URL}: "
+        "give Plivo the exact URL"
+    )
+
+
+def test_a_request_from_the_other_account_is_named() -> None:
+    """V2 signed with the main token, which is configured too: the other account sent it."""
+    result = Checker(TOKEN, MAIN).check("POST", URL, headers_v2(ref_v2(URL, "55", MAIN)), PARAMS)
+    assert result.detail == (
+        "signed with PLIVO_MAIN_AUTH_TOKEN, not PLIVO_AUTH_TOKEN: the request came from the "
+        "other account"
+    )
+
+
+@pytest.mark.parametrize(("signed", "received"), [("POST", "GET"), ("GET", "POST")])
+def test_a_v3_signature_for_the_other_method_is_named(signed: str, received: str) -> None:
+    """A V3 signature made for the other method says so, in both directions (a GET signs no
+    body, so the POST received here carries one)."""
+    sig = ref_v3(signed, URL, PARAMS if signed == "POST" else {}, "1", TOKEN)
+    result = Checker(TOKEN).check(received, URL, headers_v3(sig, "1"), PARAMS)
+    assert result.detail == f"signed as a {signed} request but received as {received}"
+
+
+def test_a_nonce_is_twenty_digits_and_new_each_time() -> None:
+    """Senders' nonces look like Plivo's: 20 decimal digits, never the same twice."""
+    nonces = {new_nonce() for _ in range(20)}
+    assert len(nonces) == 20
+    assert all(len(n) == 20 and n.isdigit() and n.isascii() for n in nonces)
+
+
+def test_without_a_main_token_both_v2_headers_carry_the_accounts_signature() -> None:
+    """A main account signs V2 and Ma-V2 with its one token."""
+    headers = signed_headers("POST", URL, PARAMS, TOKEN)
+    nonce = headers["X-Plivo-Signature-V2-Nonce"]
+    assert headers["X-Plivo-Signature-V2"] == ref_v2(URL, nonce, TOKEN)
+    assert headers["X-Plivo-Signature-Ma-V2"] == ref_v2(URL, nonce, TOKEN)
+
+
+def test_with_only_a_main_token_only_ma_headers_are_signed() -> None:
+    """No subaccount token: V2 is left out, Ma-V2 and the nonce are there."""
+    headers = signed_headers("POST", URL, PARAMS, None, MAIN)
+    nonce = headers["X-Plivo-Signature-V2-Nonce"]
+    assert headers == {
+        "X-Plivo-Signature-V2-Nonce": nonce,
+        "X-Plivo-Signature-Ma-V2": ref_v2(URL, nonce, MAIN),
+    }
+
+
+def test_v3_alone_signs_only_v3_headers() -> None:
+    """Asked for v3 only: V3, Ma-V3 and the V3 nonce, each V3 value over the body."""
+    headers = signed_headers("POST", URL, PARAMS, TOKEN, MAIN, ("v3",))
+    nonce = headers["X-Plivo-Signature-V3-Nonce"]
+    assert headers == {
+        "X-Plivo-Signature-V3-Nonce": nonce,
+        "X-Plivo-Signature-V3": ref_v3("POST", URL, PARAMS, nonce, TOKEN),
+        "X-Plivo-Signature-Ma-V3": ref_v3("POST", URL, PARAMS, nonce, MAIN),
+    }
+
+
+def test_signatures_in_a_header_are_split_on_commas_and_trimmed() -> None:
+    """Blanks around and between comma-separated signatures are ignored; each is tried."""
+    good = ref_v2(URL, "55", TOKEN)
+    result = Checker(TOKEN).check("POST", URL, headers_v2(f" , bm9wZQ== ,, {good} ,"), PARAMS)
+    assert result.verdict == "valid"
+
+
+def test_the_64th_signature_is_still_tried() -> None:
+    """The cap is 64 signatures: the 64th counts, for V2 as for V3."""
+    good = ref_v2(URL, "55", TOKEN)
+    header = ",".join(["AAAA"] * 63 + [good])
+    assert Checker(TOKEN).check("POST", URL, headers_v2(header), PARAMS).verdict == "valid"
+    late = ",".join(["AAAA"] * 64 + [good])
+    assert Checker(TOKEN).check("POST", URL, headers_v2(late), PARAMS).verdict == "invalid"
+
+
+def test_a_signature_that_is_not_text_is_a_mismatch_not_an_error() -> None:
+    """A lone surrogate in a signature (a header byte that was not UTF-8) is just invalid."""
+    for family in (headers_v2, headers_v3):
+        result = Checker(TOKEN).check("POST", URL, family("\udcff,abc\udc80"), PARAMS)
+        assert result.verdict == "invalid"
+
+
+def test_a_url_without_a_host_is_diagnosed_without_an_error() -> None:
+    """A URL with no host has no port variant; the usual mismatch sentence is given."""
+    url = "http:///verify/callback"
+    result = Checker(TOKEN).check("POST", url, headers_v2(ref_v2(URL, "55", "x")), PARAMS)
+    assert result.detail.startswith(f"v2 does not match PLIVO_AUTH_TOKEN for {url}")
