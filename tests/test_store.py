@@ -12,7 +12,7 @@ import pytest
 from helpers.events import make_event
 
 from verifycli.callbacks import CallbackEvent
-from verifycli.errors import EventNotFound, StoreError, StoreWriteError
+from verifycli.errors import ConfigError, EventNotFound, StoreError, StoreWriteError
 from verifycli.signature import SignatureResult
 from verifycli.store import EventStore, Filters, StoreReader
 
@@ -287,3 +287,293 @@ async def test_a_failed_record_in_a_group_is_not_seen_by_the_rest(store: EventSt
     assert isinstance(first, CallbackEvent) and isinstance(again, CallbackEvent)
     assert first.retry_of is None and again.retry_of == first.id
     assert [r["id"] for r in StoreReader(store.path).iter_records()] == [first.id, again.id]
+
+
+async def _sessions(store: EventStore, *sessions: str) -> StoreReader:
+    """A reader of `store` after one event per session, in the order given."""
+    for i, session in enumerate(sessions):
+        await store.append(make_event(i, session=session, attempt=f"a{i}"))
+    return StoreReader(store.path)
+
+
+async def test_sessions_starting_is_sorted_distinct_and_capped(store: EventStore) -> None:
+    """Stored ids that begin with the prefix, each once, sorted, at most `most` of them."""
+    reader = await _sessions(store, "ab3", "ab1", "ab2", "ab1", "xab", "Ab4")
+    assert reader.sessions_starting("ab") == ["ab1", "ab2", "ab3"]
+    assert reader.sessions_starting("ab", most=2) == ["ab1", "ab2"]
+
+
+async def test_sessions_starting_reads_glob_characters_as_themselves(store: EventStore) -> None:
+    """`*`, `?`, `[` and `]` in a prefix match only themselves; `_` and `%` too."""
+    reader = await _sessions(store, "a*1", "ab1", "a?2", "a[3]", "a_4", "a%5")
+    assert reader.sessions_starting("a*") == ["a*1"]
+    assert reader.sessions_starting("a?") == ["a?2"]
+    assert reader.sessions_starting("a[") == ["a[3]"]
+    assert reader.sessions_starting("a_") == ["a_4"]
+    assert reader.sessions_starting("a%") == ["a%5"]
+
+
+async def test_whole_session_completes_a_unique_prefix(store: EventStore) -> None:
+    """A prefix of one stored id is that id; a whole id, an unknown one or none is unchanged."""
+    reader = await _sessions(store, "4124e518-aaaa", "4124e518-aaaa-retry", "9a0c1d2e-bbbb")
+    assert reader.whole_session("9a0c") == "9a0c1d2e-bbbb"
+    assert reader.whole_session("4124e518-aaaa") == "4124e518-aaaa"
+    assert reader.whole_session("ffff") == "ffff"
+    assert reader.whole_session("") == ""
+    assert reader.whole_session(None) is None
+
+
+async def test_an_ambiguous_session_prefix_names_five_matches_at_most(store: EventStore) -> None:
+    """More than one match is a ConfigError listing up to five of them, then an ellipsis."""
+    reader = await _sessions(store, "s1", "s2", "s3", "s4", "s5", "s6", "s7")
+    with pytest.raises(ConfigError) as many:
+        reader.whole_session("s")
+    assert str(many.value) == (
+        "--session s matches more than one session (s1, s2, s3, s4, s5, …): give more of it"
+    )
+
+
+async def test_two_matches_are_both_named_without_an_ellipsis(store: EventStore) -> None:
+    """Up to five matches are all listed, with no ellipsis."""
+    reader = await _sessions(store, "t1", "t2")
+    with pytest.raises(ConfigError) as caught:
+        reader.whole_session("t")
+    assert (
+        str(caught.value) == "--session t matches more than one session (t1, t2): give more of it"
+    )
+
+
+async def test_sessions_are_the_latest_heard_from_newest_first(store: EventStore) -> None:
+    """sessions(n): the n sessions with the newest events, newest first, no blank session."""
+    reader = await _sessions(store, "old", "mid", "new", "old")
+    await store.append(CallbackEvent.from_record({**make_event(9).to_record(), "fields": {}}))
+    assert reader.sessions(2) == ["old", "new"]
+    assert reader.sessions(10) == ["old", "new", "mid"]
+
+
+async def test_chain_is_the_first_delivery_and_its_retries(store: EventStore) -> None:
+    """From any delivery of a callback, chain gives the ids of all of them, oldest first."""
+    first = await store.append(make_event(1, nonce="n1"))
+    await store.append(make_event(1, status="delivered", nonce="n2"))
+    retry = await store.append(make_event(1, nonce="n3"))
+    reader = StoreReader(store.path)
+    assert reader.chain(first) == [1, 3]
+    assert reader.chain(retry) == [1, 3]
+    assert reader.chain(make_event(5)) == []
+
+
+def test_a_missing_store_has_no_sessions_no_chain_and_schema_zero(tmp_path: Path) -> None:
+    """Every read of a store that does not exist is empty, and creates nothing."""
+    reader = StoreReader(tmp_path / "none.db")
+    event = make_event(1)
+    event.id = 1
+    assert (reader.sessions(5), reader.sessions_starting("a"), reader.chain(event)) == ([], [], [])
+    assert (reader.count(), reader.schema_version()) == (0, 0)
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_a_store_is_schema_one(store: EventStore) -> None:
+    """A store this version creates says schema 1."""
+    assert StoreReader(store.path).schema_version() == 1
+
+
+async def test_filters_since_ids_after_prefix_and_text(store: EventStore) -> None:
+    """Each of the inspector's and export's filters selects exactly its events."""
+    for i, (session, when) in enumerate(
+        [("abc-1", "2026-12-01T00:00:00"), ("abd-2", "2026-12-02T00:00:00"), ("xyz", "2026-12-03")]
+    ):
+        event = make_event(i, session=session, attempt=f"a{i}")
+        event.received_at = when
+        await store.append(event)
+    reader = StoreReader(store.path)
+
+    def ids(filters: Filters) -> list[int]:
+        return [e.id or 0 for e in reader.iter_events(filters)]
+
+    assert ids(Filters(since="2026-12-02T00:00:00")) == [2, 3]
+    assert ids(Filters(ids=(1, 3))) == [1, 3]
+    assert ids(Filters(after=1)) == [2, 3]
+    assert ids(Filters(session_prefix="ab")) == [1, 2]
+    assert ids(Filters(text="XYZ")) == [3]
+    assert ids(Filters(session_prefix="ab", after=1, text="abd")) == [2]
+    assert reader.count(Filters(session_prefix="ab")) == 2
+
+
+def test_a_limit_past_sqlites_largest_integer_is_a_config_error(store: EventStore) -> None:
+    """--limit 2**63 is refused in a sentence, not left to overflow in SQLite."""
+    reader = StoreReader(store.path)
+    assert list(reader.iter_json(limit=2**63 - 1)) == []
+    with pytest.raises(ConfigError) as caught:
+        list(reader.iter_json(limit=2**63))
+    assert str(caught.value) == (
+        "--limit must be at most 2**63-1 (9223372036854775807), not 9223372036854775808"
+    )
+
+
+@pytest.mark.parametrize("event_id", [-1, 2**63])
+async def test_an_id_sqlite_cannot_hold_is_not_found(store: EventStore, event_id: int) -> None:
+    """A negative id or one past 2**63-1 is EventNotFound with the usual hint."""
+    await store.append(make_event(1))
+    with pytest.raises(EventNotFound) as caught:
+        StoreReader(store.path).get(event_id)
+    assert str(caught.value) == (
+        f"no event #{event_id} in {store.path}; `verifycli events` lists them"
+    )
+
+
+async def test_a_deleted_store_is_made_again_and_the_user_told_once(store: EventStore) -> None:
+    """The file deleted while open: the next callback goes to a new store at the path, ids
+    start again, and one notice says the events before are not in it."""
+    await store.append(make_event(1))
+    store.path.unlink()
+    again = await store.append(make_event(2))
+    assert again.id == 1
+    assert [e.fields["N"] for e in StoreReader(store.path).iter_events()] == ["2"]
+    assert store.take_notice() == (
+        f"the store {store.path} was deleted or replaced while listening: callbacks now go "
+        "to the file at that path (events stored before are not in it)"
+    )
+    assert store.take_notice() is None
+    await store.append(make_event(3))
+    assert store.take_notice() is None
+
+
+async def test_a_replaced_store_is_refused_until_it_is_a_store_again(store: EventStore) -> None:
+    """A foreign file at the path: writes fail, one notice says so; a store put back there is
+    used again, with a notice."""
+    await store.append(make_event(1))
+    store.path.unlink()
+    store.path.write_text("not a store\n")
+    for _ in range(2):
+        with pytest.raises(StoreWriteError):
+            await store.append(make_event(2))
+    notice = store.take_notice()
+    assert notice is not None and notice.startswith(
+        f"the store {store.path} was deleted or replaced while listening and cannot be opened "
+        f"again ({store.path} is not a verifycli store"
+    )
+    assert notice.endswith("callbacks are answered 503 until it can")
+    assert store.take_notice() is None
+    store.path.unlink()
+    assert (await store.append(make_event(3))).id == 1
+    assert "now go to the file at that path" in (store.take_notice() or "")
+
+
+def test_a_folder_given_as_the_store_is_refused_with_a_file_to_use(tmp_path: Path) -> None:
+    """--store DIR: the message suggests DIR/events.sqlite3."""
+    for opener in (EventStore, StoreReader):
+        with pytest.raises(StoreError) as caught:
+            opener(tmp_path)
+        assert str(caught.value) == (
+            f"{tmp_path} is a folder, not a store file: give --store a file such as "
+            f"{tmp_path / 'events.sqlite3'}"
+        )
+
+
+def test_foreign_and_newer_files_are_refused_in_exact_words(tmp_path: Path) -> None:
+    """A foreign file names both ways to choose another; a newer store, both versions."""
+    foreign = tmp_path / "other.db"
+    foreign.write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
+    with pytest.raises(StoreError) as caught:
+        StoreReader(foreign)
+    assert str(caught.value) == (
+        f"{foreign} is not a verifycli store; choose another file with --store or VERIFYCLI_STORE"
+    )
+    newer = tmp_path / "newer.db"
+    EventStore(newer).close()
+    conn = sqlite3.connect(newer)
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError) as too_new:
+        StoreReader(newer)
+    assert str(too_new.value) == (
+        f"{newer} was written by a newer verifycli (schema 2, this one reads 1); upgrade "
+        "verifycli or use another --store"
+    )
+
+
+def test_an_empty_sqlite_database_is_foreign(tmp_path: Path) -> None:
+    """A whole SQLite file without our application id (even an empty one) is someone else's."""
+    path = tmp_path / "empty.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="is not a verifycli store"):
+        EventStore(path)
+
+
+def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:
+    """A zero-byte file at the path (touch) is not foreign: it is made a store."""
+    path = tmp_path / "events.sqlite3"
+    path.touch()
+    EventStore(path).close()
+    assert StoreReader(path).schema_version() == 1
+
+
+def test_a_file_where_the_folder_goes_is_named_in_the_error(tmp_path: Path) -> None:
+    """A file in the way of the store's folder: the message says so and what to do."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError) as caught:
+        EventStore(blocker / "sub" / "events.sqlite3")
+    assert str(caught.value) == (
+        f"cannot create the folder {blocker / 'sub'} for the store (a file is in the way); "
+        "choose a writable --store"
+    )
+
+
+def test_a_store_in_new_nested_folders_is_created(tmp_path: Path) -> None:
+    """Missing parent folders are made (0700), and an existing one is fine."""
+    path = tmp_path / "a" / "b" / "events.sqlite3"
+    EventStore(path).close()
+    EventStore(path).close()
+    assert (path.parent.stat().st_mode & 0o777, path.stat().st_mode & 0o777) == (0o700, 0o600)
+
+
+def test_a_post_without_a_query_is_digested_as_its_body() -> None:
+    """The digest a nonce vouches for: a plain POST's is its body's SHA-256."""
+    import hashlib
+
+    from verifycli.store import content_digest
+
+    event = make_event(1, body="a=1")
+    assert content_digest(event) == hashlib.sha256(b"a=1").hexdigest()
+
+
+@pytest.mark.parametrize(("method", "query"), [("GET", "a=1"), ("POST", "a=1"), ("GET", "")])
+def test_a_query_or_a_get_is_digested_with_the_method_and_lengths(method: str, query: str) -> None:
+    """Method, body and query, with their lengths, so no two splits give one digest."""
+    import hashlib
+
+    from verifycli.store import content_digest
+
+    event = make_event(1, body="b=2")
+    event.method, event.query = method, query
+    head = f"{method} 3 {len(query)}\n".encode()
+    assert content_digest(event) == hashlib.sha256(head + b"b=2" + query.encode()).hexdigest()
+
+
+async def test_the_writer_runs_wal_with_full_sync(store: EventStore) -> None:
+    """The running writer connection: WAL, synchronous FULL (2), autocheckpoint 10000."""
+    assert await store.durability() == ("wal", 2)
+    assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
+    assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+
+
+async def test_a_forward_without_a_status_keeps_the_answer(store: EventStore) -> None:
+    """set_forward with no status records the forward and leaves the answer as it was."""
+    event = await store.append(make_event(1), lambda e: 202)
+    await store.set_forward(event.id or 0, {"status": None, "error": "refused"})
+    stored = StoreReader(store.path).get(event.id or 0)
+    assert (stored.forward, stored.response_status) == ({"status": None, "error": "refused"}, 202)
+
+
+async def test_a_closed_store_refuses_writes(store_path: Path) -> None:
+    """After close, append raises StoreWriteError; closing twice is harmless."""
+    opened = EventStore(store_path)
+    opened.close()
+    opened.close()
+    with pytest.raises(StoreWriteError, match="the store is closed"):
+        await opened.append(make_event(1))
