@@ -16,6 +16,9 @@ from verifycli.callbacks import (
     decode_body,
     encode_body,
     form_pairs,
+    has_surrogates,
+    header_params,
+    join_record,
     parse_params,
 )
 from verifycli.signature import SignatureResult
@@ -175,3 +178,331 @@ def test_form_pairs_caps_fields_as_parse_qsl_does() -> None:
     with pytest.raises(ValueError, match="Max number of fields"):
         form_pairs("a=1" + "&a=1" * MAX_FIELDS)
     assert len(form_pairs("a=1" + "&a=1" * (MAX_FIELDS - 1))) == MAX_FIELDS
+
+
+def _full_event(**more: object) -> CallbackEvent:
+    """An event with every field set to a value no other field has."""
+    return form_event(
+        {"SessionUUID": "s-é", "ChannelStatus": "sent", "Recipient": "1415"},
+        SignatureResult("invalid", "ma-v2", "why", "n"),
+        body="SessionUUID=s-%C3%A9",
+        received_at="2026-12-03T01:02:03.000004+00:00",
+        id=7,
+        retry_of=3,
+        response_status=500,
+        forward={"url": "http://app/cb", "status": 204, "note": "é"},
+        parse_error="none really",
+        **more,
+    )
+
+
+def test_from_record_reads_every_key_into_its_own_field() -> None:
+    """Each record key lands in the field of the same name; the nonce is not in a record."""
+    event = _full_event()
+    event.query = "a=1"
+    event.headers = {"X-A": "1"}
+    event.content_type = "text/plain"
+    event.method, event.url, event.path = "GET", "http://h/p?a=1", "/p"
+    back = CallbackEvent.from_record(event.to_record())
+    assert back == CallbackEvent(
+        method="GET",
+        url="http://h/p?a=1",
+        path="/p",
+        query="a=1",
+        headers={"X-A": "1"},
+        content_type="text/plain",
+        body="SessionUUID=s-%C3%A9",
+        body_encoding="utf-8",
+        fields={"SessionUUID": "s-é", "ChannelStatus": "sent", "Recipient": "1415"},
+        signature=SignatureResult("invalid", "ma-v2", "why"),
+        received_at="2026-12-03T01:02:03.000004+00:00",
+        parse_error="none really",
+        id=7,
+        retry_of=3,
+        response_status=500,
+        forward={"url": "http://app/cb", "status": 204, "note": "é"},
+    )
+
+
+def test_from_record_fills_what_an_older_record_lacks() -> None:
+    """Without signature, id, retry, status, forward or parse error: unchecked and None."""
+    record = form_event({}).to_record()
+    for key in ("signature", "id", "retry_of", "response_status", "forward", "parse_error"):
+        del record[key]
+    back = CallbackEvent.from_record(record)
+    assert back.signature == SignatureResult("unchecked", None, "")
+    assert (back.id, back.retry_of, back.response_status, back.forward, back.parse_error) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def test_a_record_has_designs_keys_in_designs_order() -> None:
+    """Users script against the record's keys and their order."""
+    assert list(_full_event().to_record()) == [
+        "id",
+        "received_at",
+        "method",
+        "url",
+        "path",
+        "query",
+        "headers",
+        "content_type",
+        "body",
+        "body_encoding",
+        "fields",
+        "parse_error",
+        "session_uuid",
+        "attempt_uuid",
+        "attempt_sequence",
+        "channel",
+        "channel_status",
+        "session_status",
+        "channel_error_code",
+        "recipient",
+        "request_time",
+        "channel_error_text",
+        "signature",
+        "retry_of",
+        "response_status",
+        "forward",
+    ]
+
+
+def test_to_json_is_compact_utf8_with_or_without_the_stored_text() -> None:
+    """One compact line, non-ASCII kept; from the store's text it is the same line."""
+    event = _full_event()
+    line = event.to_json()
+    assert line == json.dumps(event.to_record(), ensure_ascii=False, separators=(",", ":"))
+    assert "é" in line and ", " not in line and '": ' not in line
+    rest = event.to_record()
+    for key in ("id", "retry_of", "response_status", "forward"):
+        del rest[key]
+    event.stored_json = json.dumps(rest, ensure_ascii=False, separators=(",", ":"))
+    assert json.loads(event.to_json()) == event.to_record()
+    assert event.to_json().startswith('{"id":7,"received_at":')
+    assert event.to_json().endswith(
+        ',"retry_of":3,"response_status":500,"forward":{"url":"http://app/cb","status":204,'
+        '"note":"é"}}'
+    )
+
+
+def test_joined_json_spells_missing_values_null() -> None:
+    """A record joined from the store's text has null id, retry, status and forward when unset."""
+    assert join_record(None, '{"a":1}', None, None, None) == (
+        '{"id":null,"a":1,"retry_of":null,"response_status":null,"forward":null}'
+    )
+    assert join_record(1, '{"a":1,"b":2}', 2, 3, '{"x":1}') == (
+        '{"id":1,"a":1,"b":2,"retry_of":2,"response_status":3,"forward":{"x":1}}'
+    )
+
+
+def test_a_utf8_body_is_kept_as_text() -> None:
+    """A UTF-8 body is stored as its text, and encoded back to the same bytes."""
+    assert encode_body("é=1".encode()) == ("é=1", "utf-8")
+    assert decode_body("é=1", "utf-8") == "é=1".encode()
+    assert encode_body(b"\xff") == ("/w==", "base64")
+
+
+MULTIPART = "multipart/form-data; boundary=b"
+
+
+def _multipart(*parts: bytes, end: bytes = b"--b--\r\n") -> bytes:
+    return b"".join(b"--b\r\n" + part + b"\r\n" for part in parts) + end
+
+
+def test_header_params_unquote_lower_case_names_and_keep_the_first() -> None:
+    """`; Name="a \\"b\\""` reads as name -> a "b"; a repeated name keeps its first value;
+    a lone quote is kept as it is."""
+    params = header_params('form-data; Name="a \\"b\\"" ; name=second; filename=";x"; q="')
+    assert params == {"name": 'a "b"', "filename": ";x", "q": '"'}
+    assert header_params('x; e=""') == {"e": ""}
+
+
+def test_a_part_with_lf_line_ends_is_read() -> None:
+    """A multipart body written with bare LF (no CR) is read the same."""
+    body = (
+        b'--b\nContent-Disposition: form-data; name="a"\n\n1\n'
+        b'--b\nContent-Disposition: form-data; name="c"\n\n2\n--b--\n'
+    )
+    assert parse_params("POST", MULTIPART, body, "").fields == {"a": "1", "c": "2"}
+
+
+def test_part_transfer_encodings_are_decoded() -> None:
+    """base64 and quoted-printable parts are decoded (any case); a bad base64 one is kept."""
+
+    def part(name: str, encoding: str, payload: bytes) -> bytes:
+        head = f'Content-Disposition: form-data; name="{name}"\r\n{encoding}\r\n\r\n'
+        return head.encode() + payload
+
+    body = _multipart(
+        part("b64", "Content-Transfer-Encoding: BASE64", b"c21z"),
+        part("qp", "content-transfer-encoding: quoted-printable", b"caf=C3=A9"),
+        part("bad", "Content-Transfer-Encoding: base64", b"c21"),
+        part("raw", "Content-Transfer-Encoding: 8bit", b"c21z"),
+    )
+    assert parse_params("POST", MULTIPART, body, "").fields == {
+        "b64": "sms",
+        "qp": "café",
+        "bad": "c21",
+        "raw": "c21z",
+    }
+
+
+def test_a_part_without_a_name_is_left_out_and_a_file_is_described() -> None:
+    """A part with no form-data name is no field; a file part gives its name and size."""
+    body = _multipart(
+        b"Content-Disposition: form-data\r\n\r\nlost",
+        b"X-Other: 1\r\n\r\nlost too",
+        b'Content-Disposition: form-data; name="f"; filename=""\r\n\r\n\xff\xfe',
+        b'Content-Disposition: form-data; name="kept"\r\n\r\nyes',
+    )
+    assert parse_params("POST", MULTIPART, body, "").fields == {
+        "f": "<file , 2 bytes>",
+        "kept": "yes",
+    }
+
+
+def test_a_part_head_over_the_cap_is_an_error() -> None:
+    """A part whose headers pass MAX_PART_HEAD bytes is refused, naming the cap."""
+    from verifycli.callbacks import MAX_PART_HEAD
+
+    head = b'Content-Disposition: form-data; name="a"; x="' + b"y" * MAX_PART_HEAD + b'"'
+    parsed = parse_params("POST", MULTIPART, _multipart(head + b"\r\n\r\n1"), "")
+    assert parsed.error == (
+        "body could not be parsed as multipart/form-data: a multipart part's headers are longer "
+        "than 8192 bytes"
+    )
+    fits = b"X: " + b"y" * (MAX_PART_HEAD - 45) + b'\r\nContent-Disposition: form-data; name="a"'
+    assert len(fits) == MAX_PART_HEAD
+    assert parse_params("POST", MULTIPART, _multipart(fits + b"\r\n\r\n1"), "").fields == {"a": "1"}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "error"),
+    [
+        ("multipart/form-data", b"--b--", "multipart body without a usable boundary"),
+        (
+            "multipart/form-data; boundary=" + "b" * 201,
+            b"",
+            "multipart body without a usable boundary",
+        ),
+        (
+            "multipart/form-data; boundary=zz",
+            b"no delimiter here",
+            "multipart body without its boundary",
+        ),
+    ],
+)
+def test_a_multipart_body_without_a_usable_boundary_is_an_error(
+    content_type: str, body: bytes, error: str
+) -> None:
+    """No boundary, one over 200 characters, or a body without it: a parse error, no fields."""
+    parsed = parse_params("POST", content_type, body, "")
+    assert (parsed.fields, parsed.error) == (
+        {},
+        f"body could not be parsed as multipart/form-data: {error}",
+    )
+
+
+def test_a_200_character_boundary_is_used() -> None:
+    """The longest boundary accepted is 200 characters."""
+    boundary = "b" * 200
+    body = f'--{boundary}\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--{boundary}--'
+    parsed = parse_params("POST", f"multipart/form-data; boundary={boundary}", body.encode(), "")
+    assert parsed.fields == {"a": "1"}
+
+
+def test_exactly_max_fields_parts_are_read() -> None:
+    """MAX_FIELDS parts are read; one more is refused with the cap in the message."""
+    part = b'Content-Disposition: form-data; name="n"\r\n\r\nv'
+    fits = parse_params("POST", MULTIPART, _multipart(*[part] * MAX_FIELDS, end=b""), "")
+    assert (fits.error, len(fits.params["n"])) == (None, MAX_FIELDS)
+    over = parse_params("POST", MULTIPART, _multipart(*[part] * (MAX_FIELDS + 1), end=b""), "")
+    assert over.error == (
+        f"body could not be parsed as multipart/form-data: more than {MAX_FIELDS} multipart parts"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("Application/X-WWW-Form-Urlencoded; charset=utf-8", b"a=1&b=2"),
+        ("", b"a=1&b=2"),
+        ("application/vnd.api+json", b'{"a": "1", "b": 2}'),
+        (" APPLICATION/JSON ", b'{"a": "1", "b": 2}'),
+    ],
+)
+def test_the_body_kind_comes_from_the_media_type_in_any_case(
+    content_type: str, body: bytes
+) -> None:
+    """The media type is read without its parameters, in any case; a body with `=` and no
+    type is a form; any +json type is JSON."""
+    fields = parse_params("POST", content_type, body, "").fields
+    assert fields == {"a": "1", "b": "2"}
+
+
+def test_a_body_of_another_type_gives_no_fields() -> None:
+    """text/plain, or no type and no `=`, is kept as a body with no fields and no error."""
+    for content_type, body in (("text/plain", b"a=1"), ("", b"hello")):
+        parsed = parse_params("POST", content_type, body, "")
+        assert (parsed.fields, parsed.params, parsed.error) == ({}, {}, None)
+
+
+def test_an_empty_json_body_is_an_empty_object() -> None:
+    """A JSON request with a blank body has no fields and no error."""
+    parsed = parse_params("POST", "application/json", b"  \n", "")
+    assert (parsed.fields, parsed.error) == ({}, None)
+
+
+def test_a_json_object_over_the_cap_is_an_error() -> None:
+    """More than MAX_FIELDS keys is refused; exactly MAX_FIELDS is read."""
+    fits = json.dumps({f"k{i}": i for i in range(MAX_FIELDS)}).encode()
+    assert len(parse_params("POST", "application/json", fits, "").fields) == MAX_FIELDS
+    over = json.dumps({f"k{i}": i for i in range(MAX_FIELDS + 1)}).encode()
+    parsed = parse_params("POST", "application/json", over, "")
+    assert (
+        parsed.error
+        == f"body could not be parsed as application/json: more than {MAX_FIELDS} fields"
+    )
+
+
+def test_a_form_over_the_cap_names_the_cap_and_a_form_without_a_type() -> None:
+    """A form of MAX_FIELDS + 1 fields sent without a type: "a form", the cap in words."""
+    body = "&".join(f"f{i}=" for i in range(MAX_FIELDS + 1)).encode()
+    parsed = parse_params("POST", "", body, "")
+    assert parsed.error == f"body could not be parsed as a form: more than {MAX_FIELDS} fields"
+
+
+def test_a_query_over_the_cap_is_an_error_and_the_body_still_read() -> None:
+    """Too many query fields: said once, and a POST body is still read."""
+    query = "&".join(f"q{i}=" for i in range(MAX_FIELDS + 1))
+    parsed = parse_params("POST", FORM, b"a=1", query)
+    assert (parsed.error, parsed.fields) == (
+        f"query not read: more than {MAX_FIELDS} fields",
+        {"a": "1"},
+    )
+
+
+def test_a_post_signs_its_body_and_shows_query_fields_under_body_fields() -> None:
+    """POST params are the body's; fields are the query's overlaid with the body's."""
+    parsed = parse_params("POST", FORM, b"a=body&b=2", "a=query&c=3&c=4")
+    assert parsed.params == {"a": "body", "b": "2"}
+    assert parsed.fields == {"a": "body", "c": "3", "b": "2"}
+
+
+def test_a_get_signs_its_query_even_when_it_has_a_body() -> None:
+    """GET params are the query's, repeats kept; its body fields still show."""
+    parsed = parse_params("get", FORM, b"b=2", "a=1&a=3")
+    assert parsed.params == {"a": ["1", "3"]}
+    assert parsed.fields == {"a": "1", "b": "2"}
+
+
+def test_lone_surrogates_from_json_and_query_are_replaced() -> None:
+    """JSON's \\ud800 escapes and a query's are cleaned to U+FFFD; a form's never arise."""
+    parsed = parse_params("GET", "application/json", b'{"k\\ud800": "v\\udfff"}', "q=%ED%A0%80")
+    assert parsed.fields == {"k\ufffd": "v\ufffd", "q": "\ufffd\ufffd\ufffd"}
+    assert has_surrogates(["ok", "\ud800"]) and not has_surrogates(["é", "ok"])
