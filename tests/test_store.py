@@ -577,3 +577,14 @@ async def test_a_closed_store_refuses_writes(store_path: Path) -> None:
     opened.close()
     with pytest.raises(StoreWriteError, match="the store is closed"):
         await opened.append(make_event(1))
+
+
+def test_an_empty_file_reads_as_an_empty_store_and_one_byte_is_foreign(tmp_path: Path) -> None:
+    """A zero-byte file (a store being created) reads as empty; one byte is not a store."""
+    empty = tmp_path / "empty.sqlite3"
+    empty.touch()
+    assert (StoreReader(empty).count(), list(StoreReader(empty).iter_json())) == (0, [])
+    one = tmp_path / "one.sqlite3"
+    one.write_bytes(b"S")
+    with pytest.raises(StoreError, match="is not a verifycli store"):
+        StoreReader(one)
