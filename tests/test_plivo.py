@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -52,8 +55,24 @@ def test_request_time_is_utc_with_microseconds_and_a_z() -> None:
     assert request_time(MOMENT) == "2026-12-03T01:02:03.000045Z"
 
 
-def test_request_time_defaults_to_now_in_utc() -> None:
-    """Without a moment, RequestTime is the current UTC time."""
+@pytest.fixture
+def india_time() -> Iterator[None]:
+    """The process's local zone set to UTC+05:30 for the test, then put back."""
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "IST-05:30"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
+
+
+def test_request_time_defaults_to_now_in_utc(india_time: None) -> None:
+    """Without a moment, RequestTime is the current UTC time, whatever the local zone."""
     before = datetime.now(timezone.utc)
     stamp = datetime.strptime(request_time(), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
     assert before - timedelta(seconds=1) <= stamp <= datetime.now(timezone.utc)
