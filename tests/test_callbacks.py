@@ -561,3 +561,23 @@ def test_a_json_value_that_is_not_text_is_kept_as_utf8_json() -> None:
     body = json.dumps({"a": ["é", 1], "b": {"c": None}}).encode()
     parsed = parse_params("POST", "application/json", body, "")
     assert parsed.fields == {"a": '["é", 1]', "b": '{"c": null}'}
+
+
+def test_a_body_cut_after_its_first_part_still_gives_that_part() -> None:
+    """One delimiter and no closing one: the part that came is read."""
+    body = b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n1'
+    parsed = parse_params("POST", MULTIPART, body, "")
+    assert (parsed.fields, parsed.error) == ({"a": "1"}, None)
+
+
+def test_nothing_after_the_closing_delimiter_is_read() -> None:
+    """The epilogue after `--b--` is not parsed, even if it looks like a part."""
+    late = b'--b\r\nContent-Disposition: form-data; name="late"\r\n\r\nx\r\n'
+    body = _multipart(b'Content-Disposition: form-data; name="a"\r\n\r\n1') + late
+    assert parse_params("POST", MULTIPART, body, "").fields == {"a": "1"}
+
+
+def test_an_lf_part_keeps_its_values_blank_lines_but_one() -> None:
+    """With LF line ends only the newline before the next delimiter is the delimiter's."""
+    body = b'--b\nContent-Disposition: form-data; name="a"\n\nv\n\n\n--b--\n'
+    assert parse_params("POST", MULTIPART, body, "").fields == {"a": "v\n\n"}
