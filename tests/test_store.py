@@ -372,9 +372,9 @@ def test_a_missing_store_has_no_sessions_no_chain_and_schema_zero(tmp_path: Path
     assert not (tmp_path / "none.db").exists()
 
 
-def test_a_store_is_schema_one(store: EventStore) -> None:
-    """A store this version creates says schema 1."""
-    assert StoreReader(store.path).schema_version() == 1
+def test_a_store_is_schema_two(store: EventStore) -> None:
+    """A store this version creates says schema 2."""
+    assert StoreReader(store.path).schema_version() == 2
 
 
 async def test_filters_since_ids_after_prefix_and_text(store: EventStore) -> None:
@@ -482,13 +482,13 @@ def test_foreign_and_newer_files_are_refused_in_exact_words(tmp_path: Path) -> N
     newer = tmp_path / "newer.db"
     EventStore(newer).close()
     conn = sqlite3.connect(newer)
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()
     with pytest.raises(StoreError) as too_new:
         StoreReader(newer)
     assert str(too_new.value) == (
-        f"{newer} was written by a newer verifycli (schema 2, this one reads 1); upgrade "
+        f"{newer} was written by a newer verifycli (schema 3, this one reads 2); upgrade "
         "verifycli or use another --store"
     )
 
@@ -509,7 +509,7 @@ def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:
     path = tmp_path / "events.sqlite3"
     path.touch()
     EventStore(path).close()
-    assert StoreReader(path).schema_version() == 1
+    assert StoreReader(path).schema_version() == 2
 
 
 def test_a_file_where_the_folder_goes_is_named_in_the_error(tmp_path: Path) -> None:
