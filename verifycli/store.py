@@ -627,6 +627,32 @@ def _record_json(event: CallbackEvent) -> str:
     return _ENCODE(record)
 
 
+def _resolve(
+    event: CallbackEvent,
+    digest: str,
+    seen: tuple[int, str | None] | None,
+    first: int | None,
+    policy: Policy | None,
+    encoded: Encoded | None,
+) -> None:
+    """Settle `event` against what came before it: `seen`, the first valid use of its nonce
+    (id, body digest); `first`, the first delivery of its attempt's status. Then the answer
+    its policy gives, and the record's JSON (encoded before only if the verdict held)."""
+    if seen is not None:
+        if seen[1] == digest:
+            event.retry_of = seen[0]
+        else:
+            event.signature = event.signature.replayed(seen[0])
+    if event.retry_of is None and first is not None:
+        event.retry_of = first
+    if policy is not None:
+        event.response_status = policy(event)
+    if encoded is not None and encoded[0] is event.signature:
+        event.stored_json = encoded[1]
+    else:  # not encoded yet, or a replay changed the verdict
+        event.stored_json = _record_json(event)
+
+
 def _insert(
     conn: sqlite3.Connection,
     event: CallbackEvent,
@@ -642,25 +668,16 @@ def _insert(
     # An empty nonce is a nonce too: every request signed with it shares it.
     by_nonce = nonce is not None and event.signature.verdict == "valid"
     key = event.retry_key
+    seen: tuple[int, str | None] | None = None
+    first = None
     if by_nonce or key is not None:
         # Both looks in one statement: each statement gives the GIL up and waits to get it
         # back from the event loop, which made the writer's share of a callback twice its CPU.
         seen_id, seen_digest, first = conn.execute(
             _LOOK_BACK, (nonce if by_nonce else None, *(key or (None, None, None)))
         ).fetchone()
-        if seen_id is not None:
-            if seen_digest == digest:
-                event.retry_of = seen_id
-            else:
-                event.signature = event.signature.replayed(seen_id)
-        if event.retry_of is None and first is not None:
-            event.retry_of = first
-    if policy is not None:
-        event.response_status = policy(event)
-    if encoded is not None and encoded[0] is event.signature:
-        event.stored_json = encoded[1]
-    else:  # not encoded yet, or a replay changed the verdict
-        event.stored_json = _record_json(event)
+        seen = None if seen_id is None else (seen_id, seen_digest)
+    _resolve(event, digest, seen, first, policy, encoded)
     cursor = conn.execute(
         "INSERT INTO events (received_at, session_uuid, attempt_uuid, channel_status,"
         " session_status, verdict, nonce, body_sha256, retry_of, response_status, record, forward)"
@@ -769,25 +786,13 @@ def _insert_group(conn: sqlite3.Connection, appends: list[_Append]) -> list[Call
         event.body_sha256 = digest
         nonce = event.signature.nonce
         seen_id, seen_digest, first = stored[k]
-        if event.signature.verdict == "valid" and nonce is not None:
-            if seen_id is None and nonce in nonces:
-                seen_id, seen_digest = nonces[nonce]
-            if seen_id is not None:
-                if seen_digest == digest:
-                    event.retry_of = seen_id
-                else:
-                    event.signature = event.signature.replayed(seen_id)
+        seen = None if seen_id is None else (seen_id, seen_digest)
+        if seen is None and event.signature.verdict == "valid" and nonce is not None:
+            seen = nonces.get(nonce)
         key = event.retry_key
         if first is None and key is not None:
             first = retries.get(key)
-        if event.retry_of is None and first is not None:
-            event.retry_of = first
-        if policy is not None:
-            event.response_status = policy(event)
-        if encoded is not None and encoded[0] is event.signature:
-            event.stored_json = encoded[1]
-        else:  # not encoded yet, or a replay changed the verdict
-            event.stored_json = _record_json(event)
+        _resolve(event, digest, seen, first, policy, encoded)
         columns = (
             event.plivo("attempt_uuid"),
             event.plivo("channel_status"),
