@@ -41,6 +41,19 @@ async def post_public(
         return r
 
 
+async def _post_twice(running: Listener, http: aiohttp.ClientSession) -> list[int]:
+    """Start `running`, post the same callback to it twice, stop it: the two statuses."""
+    await running.start()
+    try:
+        statuses = []
+        for _ in range(2):
+            async with http.post(running.local_url + "/cb", data=FIELDS) as r:
+                statuses.append(r.status)
+    finally:
+        await running.stop()
+    return statuses
+
+
 async def test_signed_form_callback_is_valid_stored_and_published(
     listener: Listener, http: aiohttp.ClientSession, sink: Collect
 ) -> None:
@@ -168,15 +181,7 @@ async def test_fail_rate_uses_the_random_draw(
     running = Listener(
         store, Checker(None), ListenOptions(port=0, fail_rate=0.5), rng=lambda: next(draws)
     )
-    await running.start()
-    try:
-        statuses = []
-        for _ in range(2):
-            async with http.post(running.local_url + "/cb", data=FIELDS) as r:
-                statuses.append(r.status)
-    finally:
-        await running.stop()
-    assert statuses == [500, 200]
+    assert await _post_twice(running, http) == [500, 200]
 
 
 async def test_reject_invalid_answers_403_but_stores(
@@ -410,15 +415,7 @@ async def test_fail_first_answers_500_to_a_first_delivery_and_200_to_its_retry(
 ) -> None:
     """--fail-first: 500 to the first delivery of a callback, the respond status to the retry."""
     running = Listener(store, Checker(None), ListenOptions(port=0, fail_first=True))
-    await running.start()
-    try:
-        statuses = []
-        for _ in range(2):
-            async with http.post(running.local_url + "/cb", data=FIELDS) as r:
-                statuses.append(r.status)
-    finally:
-        await running.stop()
-    assert statuses == [500, 200]
+    assert await _post_twice(running, http) == [500, 200]
 
 
 async def test_reject_invalid_refuses_a_replay_before_fail_first_sees_it(
