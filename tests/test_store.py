@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.events import make_event
+from helpers.events import form_event, make_event
 
 from verifycli.callbacks import CallbackEvent
 from verifycli.errors import ConfigError, EventNotFound, StoreError, StoreWriteError
@@ -191,18 +191,7 @@ async def test_a_record_sqlite_cannot_take_fails_alone(store: EventStore) -> Non
     """Text SQLite refuses (a lone surrogate) fails only its own append, not its batch-mates."""
 
     def event(session: str) -> CallbackEvent:
-        return CallbackEvent(
-            method="POST",
-            url="http://x/cb",
-            path="/cb",
-            query="",
-            headers={},
-            content_type="",
-            body="",
-            body_encoding="utf-8",
-            fields={"SessionUUID": session},
-            signature=SignatureResult("unsigned", None, ""),
-        )
+        return form_event({"SessionUUID": session}, SignatureResult("unsigned", None, ""))
 
     results = await asyncio.gather(
         *(store.append(event(s)) for s in ["a", "b", "\ud800", "c", "d"]),

@@ -627,6 +627,24 @@ def _record_json(event: CallbackEvent) -> str:
     return _ENCODE(record)
 
 
+def _row(event: CallbackEvent) -> tuple[Any, ...]:
+    """An event's columns after its id, in the order of _COLUMNS."""
+    return (
+        event.received_at,
+        event.plivo("session_uuid"),
+        event.plivo("attempt_uuid"),
+        event.plivo("channel_status"),
+        event.plivo("session_status"),
+        event.signature.verdict,
+        event.signature.nonce,
+        event.body_sha256,
+        event.retry_of,
+        event.response_status,
+        event.stored_json,
+        json.dumps(event.forward) if event.forward is not None else None,
+    )
+
+
 def _resolve(
     event: CallbackEvent,
     digest: str,
@@ -682,20 +700,7 @@ def _insert(
         "INSERT INTO events (received_at, session_uuid, attempt_uuid, channel_status,"
         " session_status, verdict, nonce, body_sha256, retry_of, response_status, record, forward)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            event.received_at,
-            event.plivo("session_uuid"),
-            event.plivo("attempt_uuid"),
-            event.plivo("channel_status"),
-            event.plivo("session_status"),
-            event.signature.verdict,
-            nonce,
-            digest,
-            event.retry_of,
-            event.response_status,
-            event.stored_json,
-            json.dumps(event.forward) if event.forward is not None else None,
-        ),
+        _row(event),
     )
     event.id = cursor.lastrowid
     return event
@@ -802,21 +807,7 @@ def _insert_group(conn: sqlite3.Connection, appends: list[_Append]) -> list[Call
             nonces.setdefault(nonce, (ident, digest))
         if None not in columns:
             retries.setdefault(columns, ident)  # type: ignore[arg-type]
-        rows.extend(
-            (
-                ident,
-                event.received_at,
-                event.plivo("session_uuid"),
-                *columns,
-                event.signature.verdict,
-                nonce,
-                digest,
-                event.retry_of,
-                event.response_status,
-                event.stored_json,
-                json.dumps(event.forward) if event.forward is not None else None,
-            )
-        )
+        rows.extend((ident, *_row(event)))
     placeholders = ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?)"] * len(appends))
     conn.execute(f"INSERT INTO events ({_COLUMNS}) VALUES {placeholders}", rows)
     for k, (event, _, _) in enumerate(appends):
