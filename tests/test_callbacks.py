@@ -428,17 +428,27 @@ def test_max_fields_parts_without_a_closing_delimiter_are_read() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _multipart counts the closing delimiter's chunk as a part, so a well-formed "
-    "body of exactly MAX_FIELDS parts is refused as 'more than 256 multipart parts'",
-)
 def test_max_fields_parts_with_their_closing_delimiter_are_read() -> None:
     """A whole multipart body of MAX_FIELDS parts is within the cap, like a form of
     MAX_FIELDS fields."""
     part = b'Content-Disposition: form-data; name="n"\r\n\r\nv'
     fits = parse_params("POST", MULTIPART, _multipart(*[part] * MAX_FIELDS), "")
     assert (fits.error, len(fits.params["n"])) == (None, MAX_FIELDS)
+    over = parse_params("POST", MULTIPART, _multipart(*[part] * (MAX_FIELDS + 1)), "")
+    assert over.error == (
+        f"body could not be parsed as multipart/form-data: more than {MAX_FIELDS} multipart parts"
+    )
+
+
+def test_delimiters_in_the_epilogue_are_not_counted_as_parts() -> None:
+    """After the closing delimiter everything is epilogue, even text that looks like more
+    delimiters: one part, and no cap reached."""
+    body = _multipart(b'Content-Disposition: form-data; name="a"\r\n\r\n1') + b"\r\n--b" * (
+        MAX_FIELDS + 5
+    )
+    assert parse_params("POST", MULTIPART, body, "") == parse_params(
+        "POST", MULTIPART, _multipart(b'Content-Disposition: form-data; name="a"\r\n\r\n1'), ""
+    )
 
 
 def test_a_blank_line_inside_a_value_stays_in_the_value() -> None:

@@ -157,15 +157,17 @@ def _multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
     if not 0 < len(boundary) <= 200:
         raise ValueError("multipart body without a usable boundary")
     delimiter = b"--" + boundary.encode("latin-1", "replace")
+    # The preamble, then at most MAX_FIELDS parts and the closing delimiter's chunk ("--"
+    # and the epilogue, which may hold more delimiters: the split stops before them).
     chunks = body.split(delimiter, MAX_FIELDS + 1)
-    if len(chunks) > MAX_FIELDS + 1:
-        raise ValueError(f"more than {MAX_FIELDS} multipart parts")
     if len(chunks) < 2:
         raise ValueError("multipart body without its boundary")
+    parts = chunks[1:]
+    end = next((i for i, chunk in enumerate(parts) if chunk.startswith(b"--")), len(parts))
+    if end > MAX_FIELDS:
+        raise ValueError(f"more than {MAX_FIELDS} multipart parts")
     pairs = []
-    for chunk in chunks[1:]:
-        if chunk.startswith(b"--"):
-            break  # the closing delimiter; an epilogue follows
+    for chunk in parts[:end]:
         chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk.lstrip(b"\n")
         chunk = chunk[:-2] if chunk.endswith(b"\r\n") else chunk.removesuffix(b"\n")
         found = _part(chunk)
