@@ -542,10 +542,12 @@ class EventStore:
             raise StoreWriteError("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[CallbackEvent] = loop.create_future()
-        run: Callable[[sqlite3.Connection], CallbackEvent] = lambda conn: _insert(  # noqa: E731
-            conn, event, policy, encoded
-        )
-        self._queue.put(_Job(run, future, loop, (event, policy, encoded)))
+        appended: _Append = (event, policy, encoded)
+        # Alone (after its group failed), the same insert as a group of one.
+        run: Callable[[sqlite3.Connection], CallbackEvent] = lambda conn: _insert_group(  # noqa: E731
+            conn, [appended]
+        )[0]
+        self._queue.put(_Job(run, future, loop, appended))
         return await future
 
     async def durability(self) -> tuple[str, int]:
@@ -606,13 +608,6 @@ def content_digest(event: CallbackEvent) -> str:
     return hashlib.sha256(head + body + query).hexdigest()
 
 
-# The first valid event with this nonce (its id and digest), and the first delivery of this
-# attempt's status, from the writer's look-back tables; NULL for a NULL key.
-_LOOK_BACK = (
-    "SELECT n.id, n.body_sha256, (SELECT id FROM temp.first_retry WHERE attempt_uuid = ?2"
-    " AND channel_status = ?3 AND session_status = ?4)"
-    " FROM (SELECT 1) LEFT JOIN temp.first_nonce AS n ON n.nonce = ?1"
-)
 # A record with a body up to this many characters is encoded on the caller's thread (the event
 # loop); a larger one in the writer, so that no callback holds the loop for milliseconds.
 _ENCODE_INLINE = 64 * 1024
@@ -669,41 +664,6 @@ def _resolve(
         event.stored_json = encoded[1]
     else:  # not encoded yet, or a replay changed the verdict
         event.stored_json = _record_json(event)
-
-
-def _insert(
-    conn: sqlite3.Connection,
-    event: CallbackEvent,
-    policy: Policy | None,
-    encoded: tuple[SignatureResult, str] | None = None,
-) -> CallbackEvent:
-    """Settle retry and replay against what is already stored, then insert; writer thread only.
-
-    `encoded` is the record's JSON made before the look-back, with the signature it holds."""
-    digest = event.body_sha256 or content_digest(event)
-    event.body_sha256 = digest
-    nonce = event.signature.nonce
-    # An empty nonce is a nonce too: every request signed with it shares it.
-    by_nonce = nonce is not None and event.signature.verdict == "valid"
-    key = event.retry_key
-    seen: tuple[int, str | None] | None = None
-    first = None
-    if by_nonce or key is not None:
-        # Both looks in one statement: each statement gives the GIL up and waits to get it
-        # back from the event loop, which made the writer's share of a callback twice its CPU.
-        seen_id, seen_digest, first = conn.execute(
-            _LOOK_BACK, (nonce if by_nonce else None, *(key or (None, None, None)))
-        ).fetchone()
-        seen = None if seen_id is None else (seen_id, seen_digest)
-    _resolve(event, digest, seen, first, policy, encoded)
-    cursor = conn.execute(
-        "INSERT INTO events (received_at, session_uuid, attempt_uuid, channel_status,"
-        " session_status, verdict, nonce, body_sha256, retry_of, response_status, record, forward)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        _row(event),
-    )
-    event.id = cursor.lastrowid
-    return event
 
 
 Done = tuple[_Job, Any, "BaseException | None"]
@@ -766,8 +726,12 @@ def _group_look_back(count: int) -> str:
 
 
 def _insert_group(conn: sqlite3.Connection, appends: list[_Append]) -> list[CallbackEvent]:
-    """What _insert does for each of `appends`, in order, with one look-back and one insert:
-    a later one sees the earlier ones as stored before it. Writer thread only."""
+    """Settle each of `appends` against what is already stored (retry, replay) and insert
+    them, in order, with one look-back and one insert: a later one sees the earlier ones as
+    stored before it. Writer thread only.
+
+    An append's `encoded` is its record's JSON made before the look-back, with the signature
+    it holds. An empty nonce is a nonce too: every request signed with it shares it."""
     keys: list[Any] = []
     for k, (event, _, _) in enumerate(appends):
         nonce = event.signature.nonce if event.signature.verdict == "valid" else None
