@@ -560,12 +560,17 @@ async def test_a_forward_without_a_status_keeps_the_answer(store: EventStore) ->
 
 
 async def test_a_closed_store_refuses_writes(store_path: Path) -> None:
-    """After close, append raises StoreWriteError; closing twice is harmless."""
+    """After close, append, set_forward and durability raise StoreWriteError with the same
+    sentence; closing twice is harmless."""
     opened = EventStore(store_path)
     opened.close()
     opened.close()
-    with pytest.raises(StoreWriteError, match="the store is closed"):
+    with pytest.raises(StoreWriteError, match="^the store is closed$"):
         await opened.append(make_event(1))
+    with pytest.raises(StoreWriteError, match="^the store is closed$"):
+        await opened.set_forward(1, {"status": 200})
+    with pytest.raises(StoreWriteError, match="^the store is closed$"):
+        await opened.durability()
 
 
 def test_an_empty_file_reads_as_an_empty_store_and_one_byte_is_foreign(tmp_path: Path) -> None:

@@ -135,7 +135,7 @@ class Filters:
     text: str | None = None
     after: int | None = None
 
-    def where(self, keyed: bool = True) -> tuple[str, list[Any]]:
+    def where(self, keyed: bool) -> tuple[str, list[Any]]:
         """The WHERE clause and its arguments. `keyed`: the store has the `keys` table (schema
         2), whose narrow rows are scanned for a session instead of the records."""
         clauses: list[str] = []
