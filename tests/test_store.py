@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from helpers.events import form_event, make_event
+from helpers.ngrok_stub import wait_until
 
 from verifycli.callbacks import CallbackEvent
 from verifycli.errors import ConfigError, EventNotFound, StoreError, StoreWriteError
@@ -549,6 +550,41 @@ async def test_the_writer_runs_wal_with_full_sync(store: EventStore) -> None:
     assert await store.durability() == ("wal", 2)
     assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
     assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+
+
+def _in_the_file_itself(path: Path) -> int:
+    """Events in the database file alone, as if its -wal were lost: what a checkpoint has
+    copied there."""
+    alone = path.with_name("alone.sqlite3")
+    alone.write_bytes(path.read_bytes())
+    try:
+        with sqlite3.connect(alone) as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    finally:
+        alone.unlink()
+
+
+async def test_the_writer_and_the_checkpointer_are_named_daemon_threads(
+    store: EventStore,
+) -> None:
+    """Both threads carry verifycli's names (what a thread dump shows) and are daemons: a
+    program that never calls close() still exits."""
+    threads = {t.name: t.daemon for t in threading.enumerate()}
+    assert (threads.get("verifycli-store"), threads.get("verifycli-checkpoint")) == (True, True)
+
+
+async def test_commits_reach_the_database_file_while_the_store_is_open(
+    store: EventStore,
+) -> None:
+    """The checkpoint thread copies a commit from the WAL into the file within moments; the
+    writer alone would wait for 10,000 pages. Again after the file was deleted and made anew:
+    the checkpointer follows the new file."""
+    await store.append(make_event(1))
+    wait_until(lambda: _in_the_file_itself(store.path) == 1, 5, "a checkpoint")
+    store.path.unlink()
+    await store.append(make_event(2))
+    await store.append(make_event(3))
+    wait_until(lambda: _in_the_file_itself(store.path) == 2, 5, "a checkpoint of the new file")
 
 
 async def test_a_forward_without_a_status_keeps_the_answer(store: EventStore) -> None:
