@@ -514,6 +514,31 @@ def test_a_file_where_the_folder_goes_is_named_in_the_error(tmp_path: Path) -> N
     )
 
 
+def test_a_folder_that_cannot_be_made_is_named_with_the_reason(tmp_path: Path) -> None:
+    """A folder the system refuses for another reason than a file in the way: the message
+    gives the system's own reason."""
+    folder = tmp_path / ("f" * 300)  # longer than any file name may be
+    with pytest.raises(StoreError) as caught:
+        EventStore(folder / "events.sqlite3")
+    assert str(caught.value) == (
+        f"cannot create the folder {folder} for the store (File name too long); "
+        "choose a writable --store"
+    )
+
+
+def test_a_one_byte_file_is_refused_as_foreign(tmp_path: Path) -> None:
+    """Any file with content is looked at before it is written, even one byte: refused as not
+    a store, and left as it was."""
+    path = tmp_path / "events.sqlite3"
+    path.write_bytes(b"x")
+    with pytest.raises(StoreError) as caught:
+        EventStore(path)
+    assert str(caught.value) == (
+        f"{path} is not a verifycli store; choose another file with --store or VERIFYCLI_STORE"
+    )
+    assert path.read_bytes() == b"x"
+
+
 def test_a_store_in_new_nested_folders_is_created(tmp_path: Path) -> None:
     """Missing parent folders are made (0700), and an existing one is fine."""
     path = tmp_path / "a" / "b" / "events.sqlite3"

@@ -13,7 +13,7 @@ import pytest
 from helpers.events import make_event
 
 from verifycli.doctor import check_store
-from verifycli.errors import StoreWriteError
+from verifycli.errors import StoreError, StoreWriteError
 from verifycli.store import EventStore, Filters, StoreReader
 
 # How schema 1 (verifycli 0.1) indexed its events: a page written for each random key.
@@ -204,3 +204,18 @@ async def test_a_job_that_fails_unexpectedly_fails_its_group_not_the_writer(
         await asyncio.wait_for(store._submit(broken), 10)
     after = await asyncio.wait_for(store.append(make_event(1, nonce="n1")), 10)
     assert after.id == 1
+
+
+def test_an_upgrade_sqlite_refuses_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+    """A schema-1 store that already has a table named `keys` (someone's own): the upgrade
+    fails with SQLite's reason and what to do, and the store keeps its version and events."""
+    path = tmp_path / "events.sqlite3"
+    _schema_1_store(path)
+    _sql(path, "CREATE TABLE keys (mine)")
+    with pytest.raises(StoreError) as caught:
+        EventStore(path)
+    assert str(caught.value) == (
+        f"cannot write the store {path}: table keys already exists; choose a writable --store"
+    )
+    assert _sql(path, "PRAGMA user_version") == [(1,)]
+    assert [e.id for e in StoreReader(path).iter_events()] == [1, 2]

@@ -427,6 +427,7 @@ def test_an_unwritable_store_is_refused_at_start(tmp_path: Path) -> None:
     with EventStore(store):
         pass
     os.chmod(store, 0o644)
+    said = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 3
@@ -437,12 +438,19 @@ def test_an_unwritable_store_is_refused_at_start(tmp_path: Path) -> None:
                 EventStore(store).close()
                 code = 0
             except StoreError as exc:
-                code = 2 if "cannot write the store" in str(exc) else 4
+                os.write(said[1], str(exc).encode())
+                code = 2
         finally:
             os._exit(code)
+    os.close(said[1])
     _, status = os.waitpid(pid, 0)
+    with os.fdopen(said[0], "rb") as reading:
+        message = reading.read().decode()
     shutil.rmtree(request_cleanup)
-    assert os.waitstatus_to_exitcode(status) == 2
+    assert (os.waitstatus_to_exitcode(status), message) == (
+        2,
+        f"cannot write the store {store} (permission denied); choose a writable --store",
+    )
 
 
 def test_debug_keeps_the_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
