@@ -60,6 +60,22 @@ async def test_same_nonce_same_body_is_a_duplicate(store: EventStore) -> None:
     assert dup.retry_of == first.id
 
 
+async def test_a_duplicate_of_a_retry_points_at_the_first_delivery(store: EventStore) -> None:
+    """An unsigned first delivery, a signed retry, then that retry again (same nonce, same
+    body): both point at the first, so its chain holds all three."""
+    first = await store.append(make_event(1, verdict="unsigned"))
+    retry = await store.append(make_event(1, nonce="n1"))
+    again = await store.append(make_event(1, nonce="n1"))
+    assert (retry.retry_of, again.retry_of, again.signature.verdict) == (1, 1, "valid")
+    assert StoreReader(store.path).chain(first) == [1, 2, 3]
+    together = await asyncio.gather(  # the same three stored in one group
+        store.append(make_event(2, verdict="unsigned", attempt="a2")),
+        store.append(make_event(2, nonce="n2", attempt="a2")),
+        store.append(make_event(2, nonce="n2", attempt="a2")),
+    )
+    assert [e.retry_of for e in together] == [None, 4, 4]
+
+
 async def test_same_nonce_other_body_is_replayed(store: EventStore) -> None:
     """A nonce seen with a valid signature, now on a different body, is `replayed`."""
     first = await store.append(make_event(1, nonce="n1"))

@@ -651,13 +651,17 @@ def _resolve(
     """Settle `event` against what came before it: `seen`, the first valid use of its nonce
     (id, body digest); `first`, the first delivery of its attempt's status. Then the answer
     its policy gives, and the record's JSON (encoded before only if the verdict held)."""
-    if seen is not None:
-        if seen[1] == digest:
+    duplicate = seen is not None and seen[1] == digest
+    if seen is not None and not duplicate:
+        event.signature = event.signature.replayed(seen[0])
+    if event.retry_of is None:
+        # Always the first delivery, so that one level reads a whole chain: the first of this
+        # status when there is one (a nonce's first use may itself be a retry), else the
+        # nonce's first use on this body.
+        if first is not None:
+            event.retry_of = first
+        elif seen is not None and duplicate:
             event.retry_of = seen[0]
-        else:
-            event.signature = event.signature.replayed(seen[0])
-    if event.retry_of is None and first is not None:
-        event.retry_of = first
     if policy is not None:
         event.response_status = policy(event)
     if encoded is not None and encoded[0] is event.signature:
