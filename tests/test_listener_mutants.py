@@ -252,6 +252,25 @@ async def test_after_an_early_413_the_rest_of_the_body_is_awaited_for_one_second
         await running.stop()
 
 
+async def test_stop_gives_a_stalled_request_five_seconds_and_no_more(store: EventStore) -> None:
+    """stop() lets a callback still arriving finish for 5 s, then ends it: a client stalled
+    mid-body cannot hold up the end of the command."""
+    running = Listener(store, Checker(None), ListenOptions(port=0, body_timeout=30))
+    await running.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(running))
+    try:
+        writer.write(
+            b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+        )
+        # 100 Continue: the listener is reading this request's body.
+        assert (await asyncio.wait_for(reader.readline(), 2)).startswith(b"HTTP/1.1 100 ")
+        started = time.monotonic()
+        await asyncio.wait_for(running.stop(), 5.8)
+        assert time.monotonic() - started > 4.9
+    finally:
+        writer.close()
+
+
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read the backlog")
 async def test_the_listening_socket_has_the_backlog_the_connection_cap_reserves_for(
     listener: Listener,
