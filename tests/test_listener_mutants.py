@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from helpers.env import Collect
 from helpers.listeners import FIELDS
 from helpers.net import free_port
@@ -29,6 +30,7 @@ from verifycli.errors import ConfigError
 from verifycli.listener import (
     BACKLOG,
     HEALTH_PATH,
+    ConnectionCap,
     Listener,
     ListenOptions,
     _is_local,
@@ -318,6 +320,29 @@ class BrokenWarnings(Collect):
         raise OSError(28, "No space left on device")
 
 
+class BrokenEvents(Collect):
+    """A sink that cannot show a callback (stdout closed by `| head`): event() raises."""
+
+    def event(self, event: Any) -> None:
+        super().event(event)
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+async def test_a_sink_that_cannot_show_a_callback_is_dropped_and_the_others_told(
+    listener: Listener, http: aiohttp.ClientSession, sink: Collect
+) -> None:
+    """The failing output is tried once and then left out; the others show every callback and
+    one warning naming the failure, and the sender gets 200 each time."""
+    broken = BrokenEvents()
+    listener.sinks.insert(0, broken)
+    for _ in range(2):
+        async with http.post(listener.local_url + "/cb", data=FIELDS) as r:
+            assert r.status == 200
+    assert (len(broken.events), len(sink.events)) == (1, 2)
+    assert listener.sinks == [sink]
+    assert sink.warnings == ["stopped showing callbacks on one output ([Errno 32] Broken pipe)"]
+
+
 async def test_a_sink_that_cannot_show_a_warning_changes_nothing(
     listener: Listener, http: aiohttp.ClientSession, sink: Collect
 ) -> None:
@@ -456,6 +481,89 @@ async def test_connections_closed_by_the_cap_are_not_counted_again(
         for _, w in streams:
             w.close()
     assert sink.warnings == [SHED_WARNING]
+
+
+@pytest.mark.parametrize(
+    ("open_files", "cap"),
+    [(8, 8), (17, 9), (100, 50), (1024, 832)],
+    ids=["never under 8", "half of a small limit", "half of 100", "the reserve off 1024"],
+)
+async def test_the_cap_keeps_back_the_reserve_or_half_the_limit(open_files: int, cap: int) -> None:
+    """The cap is the open-files limit less FD_RESERVE + BACKLOG descriptors, or less half of
+    it when that is smaller (rounded down), and never under 8."""
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response()
+
+    assert ConnectionCap(web.Server(handler), open_files, lambda *a, **k: None).cap == cap
+
+
+async def test_closed_connections_leave_the_cap_and_the_server(
+    listener: Listener, sink: Collect
+) -> None:
+    """Connections that came and went are not counted, by the cap or by aiohttp: after twelve
+    have closed, eight open at once are all kept and answered, with no warning."""
+    assert listener._connections is not None and listener._runner is not None
+    listener._connections.cap = 8
+    for _ in range(12):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(listener))
+        assert (await answers(reader, writer)).startswith(b"HTTP/1.1 200 ")
+        writer.close()
+    server = listener._runner.server
+    assert server is not None
+    deadline = time.monotonic() + 5
+    while server.connections and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)  # polls the server's own count, with a deadline
+    assert server.connections == []
+    streams = [await asyncio.open_connection("127.0.0.1", port_of(listener)) for _ in range(8)]
+    try:
+        for reader, writer in streams:
+            assert (await answers(reader, writer)).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for _, writer in streams:
+            writer.close()
+    assert sink.warnings == []
+
+
+async def test_a_connection_that_served_a_request_is_shed_after_the_idle_ones(
+    listener: Listener, sink: Collect
+) -> None:
+    """A connection counts from its last request, not from when it opened: the first one
+    opened but the latest used is kept, and the two idle after it are closed."""
+    assert listener._connections is not None
+    listener._connections.cap = 8
+    streams = [await asyncio.open_connection("127.0.0.1", port_of(listener)) for _ in range(8)]
+    first_reader, first = streams[0]
+    try:
+        assert (await answers(first_reader, first)).startswith(b"HTTP/1.1 200 ")
+        head = await asyncio.wait_for(first_reader.readuntil(b"\r\n\r\n"), 2)
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await asyncio.wait_for(first_reader.readexactly(length), 2)  # the whole first answer
+        streams.append(await asyncio.open_connection("127.0.0.1", port_of(listener)))
+        assert [await is_closed(r) for r, _ in streams[1:3]] == [True, True]
+        assert (await answers(first_reader, first)).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for _, writer in streams:
+            writer.close()
+    assert sink.warnings == [SHED_WARNING]
+
+
+async def test_shedding_reports_no_error_to_the_loop(
+    listener: Listener, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing connections the cap has already let go of is not an error: nothing is logged
+    by asyncio (a protocol callback that raised would be)."""
+    assert listener._connections is not None
+    listener._connections.cap = 8
+    caplog.set_level(logging.ERROR)
+    streams = [await asyncio.open_connection("127.0.0.1", port_of(listener)) for _ in range(9)]
+    try:
+        assert [await is_closed(r) for r, _ in streams[:2]] == [True, True]
+        assert (await answers(*streams[8])).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for _, writer in streams:
+            writer.close()
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 async def test_a_connection_with_a_request_in_progress_is_not_shed(

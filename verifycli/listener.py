@@ -477,7 +477,6 @@ class ConnectionCap:
 
     def __init__(self, server: web.Server, open_files: int, warn: Callable[..., None]) -> None:
         self.cap = max(8, open_files - min(FD_RESERVE + BACKLOG, open_files // 2))
-        self._server = server
         self._warn = warn
         # Connections by last activity, oldest first.
         self._order: dict[object, None] = {}
