@@ -591,3 +591,39 @@ def test_an_lf_part_keeps_its_values_blank_lines_but_one() -> None:
     """With LF line ends only the newline before the next delimiter is the delimiter's."""
     body = b'--b\nContent-Disposition: form-data; name="a"\n\nv\n\n\n--b--\n'
     assert parse_params("POST", MULTIPART, body, "").fields == {"a": "v\n\n"}
+
+
+def test_a_repeated_field_keeps_every_value_in_order() -> None:
+    """A name sent three times (form, multipart or GET query) has its three values, in the
+    order sent; `fields` shows the first."""
+    multipart = _multipart(
+        *(f'Content-Disposition: form-data; name="a"\r\n\r\n{n}'.encode() for n in (1, 2, 3))
+    )
+    for parsed in (
+        parse_params("POST", "application/x-www-form-urlencoded", b"a=1&a=2&a=3", ""),
+        parse_params("POST", MULTIPART, multipart, ""),
+        parse_params("GET", "", b"", "a=1&a=2&a=3"),
+    ):
+        assert (parsed.params, parsed.fields) == ({"a": ["1", "2", "3"]}, {"a": "1"})
+
+
+def test_the_media_type_ends_at_the_first_parameter() -> None:
+    """A content type with two parameters is still the form it names."""
+    parsed = parse_params(
+        "POST", "application/x-www-form-urlencoded; charset=utf-8; x=y", b"a=1", ""
+    )
+    assert (parsed.fields, parsed.error) == ({"a": "1"}, None)
+
+
+def test_bytes_that_are_not_utf8_in_a_form_are_replaced() -> None:
+    """A form body with a byte that is not UTF-8 is read, the byte as U+FFFD."""
+    parsed = parse_params("POST", "application/x-www-form-urlencoded", b"a=\xff1", "")
+    assert (parsed.fields, parsed.error) == ({"a": "\ufffd1"}, None)
+
+
+def test_a_lone_surrogate_in_the_query_is_replaced() -> None:
+    """A raw byte that is not UTF-8 in the request line reaches the query as a lone surrogate
+    (aiohttp decodes it with surrogateescape): it is stored as U+FFFD, which SQLite and a
+    UTF-8 stream can take."""
+    parsed = parse_params("GET", "", b"", "a=\udcff")
+    assert (parsed.params, parsed.fields) == ({"a": "\ufffd"}, {"a": "\ufffd"})
