@@ -714,3 +714,77 @@ async def test_five_matches_are_listed_without_an_ellipsis(store: EventStore) ->
     assert str(caught.value) == (
         "--session u matches more than one session (u1, u2, u3, u4, u5): give more of it"
     )
+
+
+def test_a_query_that_was_not_utf8_is_digested_as_its_bytes() -> None:
+    """A query holding a raw byte that is not UTF-8 (a lone surrogate, as aiohttp decodes it)
+    is digested as the bytes that came, not refused."""
+    import hashlib
+
+    from verifycli.store import content_digest
+
+    event = make_event(1, body="b=2")
+    event.method, event.query = "GET", "a=\udcff"
+    expected = hashlib.sha256(b"GET 3 3\n" + b"b=2" + b"a=\xff").hexdigest()
+    assert content_digest(event) == expected
+
+
+async def test_a_cancelled_append_keeps_nobody_else_in_its_group_waiting(
+    store: EventStore,
+) -> None:
+    """A caller that gave up (the sender hung up) while its callback waited for the writer:
+    the others stored with it still get their answers, and its callback is stored too."""
+    gate = threading.Event()
+    held = asyncio.ensure_future(store._submit(lambda conn: gate.wait(10)))
+    appends = [
+        asyncio.ensure_future(store.append(make_event(i, attempt=f"a{i}"))) for i in range(3)
+    ]
+    await asyncio.sleep(0)  # every append is queued behind the held job
+    appends[0].cancel()
+    gate.set()
+    await held
+    stored = await asyncio.wait_for(asyncio.gather(*appends[1:]), 5)
+    assert appends[0].cancelled() and [e.id for e in stored] == [2, 3]
+    assert StoreReader(store.path).count() == 3
+
+
+async def test_a_failed_write_says_sqlites_reason(store: EventStore) -> None:
+    """The StoreWriteError a caller gets (and the user is warned with) is SQLite's sentence."""
+    store._conn.execute("PRAGMA query_only = 1")
+    try:
+        with pytest.raises(StoreWriteError) as caught:
+            await store.append(make_event(1))
+    finally:
+        store._conn.execute("PRAGMA query_only = 0")
+    assert str(caught.value) == "attempt to write a readonly database"
+
+
+async def test_a_failed_record_fails_alone_in_a_group_of_more_than_one_insert(
+    store: EventStore,
+) -> None:
+    """75 appends in one group (two inserts of at most 70): a record SQLite cannot take in the
+    first fails alone, and every one of the rest, in both inserts, is stored."""
+    bad = make_event(0, attempt="a0")
+    bad.fields["SessionUUID"] = "\ud800"
+    events = [bad] + [make_event(i, attempt=f"a{i}") for i in range(1, 75)]
+    results = await _in_one_group(store, events)
+    assert isinstance(results[0], StoreWriteError)
+    assert [getattr(r, "id", None) for r in results[1:]] == list(range(1, 75))
+
+
+async def test_an_invalid_event_neither_lends_nor_borrows_a_nonce(store: EventStore) -> None:
+    """A forged request reusing a real nonce stays `invalid` (not `replayed`: that is for a
+    valid signature on another body), and a forged one first makes no later real one look
+    replayed: one by one and in one group."""
+    await store.append(make_event(1, nonce="n1", attempt="a1"))
+    forged = await store.append(make_event(2, nonce="n1", attempt="a2", verdict="invalid"))
+    assert forged.signature.verdict == "invalid"
+    in_group = await _in_one_group(
+        store,
+        [
+            make_event(3, nonce="n1", attempt="a3", verdict="invalid"),
+            make_event(4, nonce="n4", attempt="a4", verdict="invalid"),
+            make_event(5, nonce="n4", attempt="a5"),
+        ],
+    )
+    assert [e.signature.verdict for e in in_group] == ["invalid", "invalid", "valid"]

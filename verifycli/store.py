@@ -742,7 +742,7 @@ def _insert_group(conn: sqlite3.Connection, appends: list[_Append]) -> list[Call
         keys.extend((k, nonce, *(event.retry_key or (None, None, None))))
     last, found = conn.execute(_group_look_back(len(appends)), keys).fetchone()
     stored: dict[int, tuple[int | None, str | None, int | None]] = {}
-    for item in (found or "").split(","):
+    for item in found.split(","):  # one item for each append: never NULL
         position, nonce_id, digest, retry_id = item.split(" ")
         stored[int(position)] = (
             int(nonce_id) if nonce_id else None,
