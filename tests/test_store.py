@@ -445,13 +445,13 @@ async def test_a_deleted_store_is_made_again_and_the_user_told_once(store: Event
 
 
 async def test_a_replaced_store_is_refused_until_it_is_a_store_again(store: EventStore) -> None:
-    """A foreign file at the path: writes fail, one notice says so; a store put back there is
-    used again, with a notice."""
+    """A foreign file at the path: writes fail with the reason, one notice says so; a store
+    put back there is used again, with a notice; replaced once more, the user is told again."""
     await store.append(make_event(1))
     store.path.unlink()
     store.path.write_text("not a store\n")
     for _ in range(2):
-        with pytest.raises(StoreWriteError):
+        with pytest.raises(StoreWriteError, match=f"^{store.path} is not the store it was$"):
             await store.append(make_event(2))
     notice = store.take_notice()
     assert notice is not None and notice.startswith(
@@ -463,6 +463,11 @@ async def test_a_replaced_store_is_refused_until_it_is_a_store_again(store: Even
     store.path.unlink()
     assert (await store.append(make_event(3))).id == 1
     assert "now go to the file at that path" in (store.take_notice() or "")
+    store.path.unlink()  # and replaced again: said again
+    store.path.write_text("not a store\n")
+    with pytest.raises(StoreWriteError):
+        await store.append(make_event(4))
+    assert "cannot be opened again" in (store.take_notice() or "")
 
 
 def test_a_folder_given_as_the_store_is_refused_with_a_file_to_use(tmp_path: Path) -> None:
