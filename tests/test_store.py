@@ -60,6 +60,26 @@ async def test_same_nonce_same_body_is_a_duplicate(store: EventStore) -> None:
     assert dup.retry_of == first.id
 
 
+async def test_a_replay_is_not_a_retry_of_the_request_it_copied(store: EventStore) -> None:
+    """A valid nonce on another callback's body (another attempt) is `replayed` and points at
+    nothing as its first delivery: the nonce's first use is named only in the detail."""
+    await store.append(make_event(1, nonce="n1", attempt="a1"))
+    forged = await store.append(make_event(2, nonce="n1", attempt="a2", body="AttemptUUID=a2"))
+    assert (forged.signature.verdict, forged.retry_of) == ("replayed", None)
+
+
+async def test_a_body_over_64_kib_is_encoded_by_the_writer_and_kept_whole(
+    store: EventStore,
+) -> None:
+    """A callback too large to encode on the event loop is encoded in the writer: stored, its
+    body whole, its retry found like any other."""
+    big = "a=" + "x" * (70 * 1024)
+    first = await store.append(make_event(1, nonce="n1", body=big))
+    again = await store.append(make_event(1, nonce="n1", body=big))
+    stored = StoreReader(store.path).get(again.id or 0)
+    assert (stored.body, stored.retry_of) == (big, first.id)
+
+
 async def test_a_duplicate_of_a_retry_points_at_the_first_delivery(store: EventStore) -> None:
     """An unsigned first delivery, a signed retry, then that retry again (same nonce, same
     body): both point at the first, so its chain holds all three."""
