@@ -20,6 +20,7 @@ from verifycli.callbacks import (
     header_params,
     join_record,
     parse_params,
+    utc_now,
 )
 from verifycli.signature import SignatureResult
 
@@ -627,3 +628,26 @@ def test_a_lone_surrogate_in_the_query_is_replaced() -> None:
     UTF-8 stream can take."""
     parsed = parse_params("GET", "", b"", "a=\udcff")
     assert (parsed.params, parsed.fields) == ({"a": "\ufffd"}, {"a": "\ufffd"})
+
+
+def test_received_at_is_utc_with_its_offset_and_microseconds() -> None:
+    """The receive time is written in UTC, saying so (+00:00), to the microsecond, whatever
+    the machine's own zone."""
+    import os
+    import time
+    from datetime import datetime, timedelta
+
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "IST-5:30"  # POSIX spelling: needs no zone database
+    time.tzset()
+    try:
+        stamp = utc_now()
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
+    parsed = datetime.fromisoformat(stamp)
+    assert stamp.endswith("+00:00") and len(stamp.split(".")[1]) == len("000000+00:00")
+    assert parsed.utcoffset() == timedelta(0)
