@@ -378,3 +378,42 @@ async def test_a_finished_forward_is_not_kept(store: EventStore) -> None:
         finally:
             await listening.stop()
     assert [e.forward is not None for e in whole.events] == [True]
+
+
+# -- the connection cap --------------------------------------------------------------------
+
+
+async def post_on(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+    """POST on this kept-alive connection; returns the status once the whole answer is read."""
+    writer.write(b"POST /cb HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    await asyncio.wait_for(reader.readexactly(length), 5)
+    return int(head.split(b" ", 2)[1])
+
+
+async def closed_by_listener(reader: asyncio.StreamReader) -> bool:
+    """Whether the listener closed this connection, on which it was sent nothing (waits 2 s)."""
+    try:
+        return await asyncio.wait_for(reader.read(1), 2) == b""
+    except ConnectionResetError:
+        return True
+
+
+async def test_a_connection_that_served_three_requests_still_counts_against_the_cap(
+    listener: Listener,
+) -> None:
+    """A connection used three times stays counted, as the most recently active: when one more
+    connection takes the count past the cap, the two longest idle are closed, not it."""
+    assert listener._connections is not None
+    listener._connections.cap = 8
+    streams = [await asyncio.open_connection("127.0.0.1", listener.port) for _ in range(8)]
+    try:
+        for _ in range(3):
+            assert await post_on(*streams[0]) == 200
+        streams.append(await asyncio.open_connection("127.0.0.1", listener.port))
+        assert [await closed_by_listener(r) for r, _ in streams[1:3]] == [True, True]
+        assert await post_on(*streams[0]) == 200
+    finally:
+        for _, writer in streams:
+            writer.close()
