@@ -273,12 +273,12 @@ async def test_a_signature_that_cannot_be_checked_is_invalid_and_says_why(
 # -- answers -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [101, 199, 204, 304])
+@pytest.mark.parametrize("status", [101, 199, 204, 205, 304])
 async def test_an_answer_without_content_has_no_body_and_no_content_type(
     store: EventStore, status: int
 ) -> None:
-    """1xx, 204 and 304 are answered with nothing after the head, and no Content-Type for
-    content that is not there."""
+    """1xx, 204, 205 (RFC 9110: a server MUST NOT send content with it) and 304 are answered
+    with nothing after the head, and no Content-Type for content that is not there."""
     listening = Listener(store, Checker(None), ListenOptions(port=0, respond_status=status))
     await listening.start()
     try:

@@ -369,7 +369,7 @@ class Listener:
                 task = asyncio.get_running_loop().create_task(forwarding)
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-        if status in (204, 304) or status < 200:
+        if status in (204, 205, 304) or status < 200:  # may carry no content (RFC 9110)
             return web.Response(status=status)
         return web.Response(status=status, text=f"verifycli stored event #{event.id}\n")
 
