@@ -6,6 +6,7 @@ import json
 from urllib.parse import parse_qsl
 
 import pytest
+from helpers.env import local_zone
 from helpers.events import form_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -633,21 +634,10 @@ def test_a_lone_surrogate_in_the_query_is_replaced() -> None:
 def test_received_at_is_utc_with_its_offset_and_microseconds() -> None:
     """The receive time is written in UTC, saying so (+00:00), to the microsecond, whatever
     the machine's own zone."""
-    import os
-    import time
     from datetime import datetime, timedelta
 
-    zone = os.environ.get("TZ")
-    os.environ["TZ"] = "IST-5:30"  # POSIX spelling: needs no zone database
-    time.tzset()
-    try:
+    with local_zone("IST-05:30"):
         stamp = utc_now()
-    finally:
-        if zone is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = zone
-        time.tzset()
     parsed = datetime.fromisoformat(stamp)
     assert stamp.endswith("+00:00") and len(stamp.split(".")[1]) == len("000000+00:00")
     assert parsed.utcoffset() == timedelta(0)

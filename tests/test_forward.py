@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers.env import AUTH_TOKEN, Collect
+from helpers.env import AUTH_TOKEN, Collect, Published
 from helpers.net import free_port
 from helpers.receiver import Receiver
 from rich.console import Console
@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 from yarl import URL
 
 from verifycli import listener as listener_module
-from verifycli.callbacks import CallbackEvent
 from verifycli.cli import app
 from verifycli.errors import ConfigError
 from verifycli.listener import Listener, ListenOptions
@@ -34,25 +33,6 @@ FIELDS = {
     "SessionStatus": "in-progress",
     "ChannelErrorCode": "",
 }
-
-
-class Published(Collect):
-    """A sink that wakes the test when the listener publishes (after the forward settles)."""
-
-    whole = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.arrived = asyncio.Event()
-
-    def event(self, event: CallbackEvent) -> None:
-        super().event(event)
-        self.arrived.set()
-
-    async def next(self, timeout: float = 10.0) -> CallbackEvent:
-        await asyncio.wait_for(self.arrived.wait(), timeout)
-        self.arrived.clear()
-        return self.events[-1]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import http_parser, web_protocol
-from helpers.env import AUTH_TOKEN, Collect
+from helpers.env import AUTH_TOKEN, Collect, Published
 from helpers.listeners import FIELDS
 from helpers.receiver import Receiver
 
@@ -312,20 +312,6 @@ async def test_other_answers_name_the_stored_event(store: EventStore, status: in
 # -- forwards ------------------------------------------------------------------------------
 
 
-class Whole(Collect):
-    """A sink that wants events once complete (after their forward), and wakes the test."""
-
-    whole = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.arrived = asyncio.Event()
-
-    def event(self, event: CallbackEvent) -> None:
-        super().event(event)
-        self.arrived.set()
-
-
 async def test_a_forward_that_comes_back_is_stored_not_forwarded_again_and_warned_once(
     store: EventStore, http: aiohttp.ClientSession, sink: Collect
 ) -> None:
@@ -360,7 +346,7 @@ async def test_a_forward_that_comes_back_is_stored_not_forwarded_again_and_warne
 async def test_a_finished_forward_is_not_kept(store: EventStore) -> None:
     """Once a forward has settled, the listener holds nothing of it: a long run of callbacks
     does not pile up finished forwards."""
-    whole = Whole()
+    whole = Published()
     with Receiver() as app:
         listening = Listener(
             store, Checker(None), ListenOptions(port=0, forward_to=app.url + "/"), sinks=[whole]

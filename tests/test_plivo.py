@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from helpers.env import local_zone
 
 from verifycli.errors import ConfigError
 from verifycli.plivo import (
@@ -58,17 +57,8 @@ def test_request_time_is_utc_with_microseconds_and_a_z() -> None:
 @pytest.fixture
 def india_time() -> Iterator[None]:
     """The process's local zone set to UTC+05:30 for the test, then put back."""
-    zone = os.environ.get("TZ")
-    os.environ["TZ"] = "IST-05:30"
-    time.tzset()
-    try:
+    with local_zone("IST-05:30"):
         yield
-    finally:
-        if zone is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = zone
-        time.tzset()
 
 
 def test_request_time_defaults_to_now_in_utc(india_time: None) -> None:

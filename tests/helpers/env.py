@@ -1,9 +1,14 @@
-"""Sentinel secrets, the environment a verifycli subprocess runs in, and a sink that collects."""
+"""Sentinel secrets, the environment a verifycli subprocess runs in, sinks that collect, and
+the process's local zone set for a test."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sys
+import time
+from collections.abc import Iterator
 
 from verifycli.callbacks import CallbackEvent
 
@@ -47,3 +52,39 @@ class Collect:
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
+
+
+class Published(Collect):
+    """A sink that wants events once complete (after their forward), and wakes the test."""
+
+    whole = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = asyncio.Event()
+
+    def event(self, event: CallbackEvent) -> None:
+        super().event(event)
+        self.arrived.set()
+
+    async def next(self, timeout: float = 10.0) -> CallbackEvent:
+        await asyncio.wait_for(self.arrived.wait(), timeout)
+        self.arrived.clear()
+        return self.events[-1]
+
+
+@contextlib.contextmanager
+def local_zone(zone: str) -> Iterator[None]:
+    """The process's local zone set to `zone` (a POSIX TZ string such as "IST-05:30", which
+    needs no zone database), then put back."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
